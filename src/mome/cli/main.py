@@ -1,0 +1,45 @@
+"""Entry point of the ``mome`` command. Every :class:`~mome.errors.MomeError` becomes one line + exit 1."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="mome",
+    help="MoME: universal brain-lesion segmentation with a Mixture of Modality Experts.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """MoME: universal brain-lesion segmentation with a Mixture of Modality Experts."""
+
+
+# Command groups register themselves here (one import + one line each).
+from mome.cli import info as _info  # noqa: E402
+
+_info.register(app)
+
+
+def run() -> None:
+    """Console-script entry: run the app, turning user errors into a one-line message."""
+    from mome.errors import MomeError
+
+    try:
+        app()
+    except MomeError as exc:
+        print(f"mome: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("mome: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""Data: lesion collections (manifests), importers, MNI preprocessing, synthetic benchmark, patch sampling."""

@@ -1,0 +1,39 @@
+"""The exception hierarchy behind every error a user can cause.
+
+The CLI turns any :class:`MomeError` into one line on stderr and exit code 1; library users can catch
+the specific subclass. Programming errors (bugs) are not wrapped and keep their traceback.
+"""
+
+from __future__ import annotations
+
+
+class MomeError(Exception):
+    """Base class of every user-facing error raised by mome."""
+
+
+class InputError(MomeError):
+    """An input file or tensor is missing, unreadable, or has the wrong shape, geometry or values."""
+
+
+class ShapeError(InputError):
+    """A tensor or image has a shape the model or operation cannot take."""
+
+
+class ConfigError(MomeError):
+    """A configuration, preset or model name is unknown or inconsistent."""
+
+
+class CheckpointError(MomeError):
+    """A weights file is missing, corrupt, tampered with, or does not match its configuration."""
+
+
+class DataError(MomeError):
+    """A collection manifest or dataset is invalid (missing files, mismatched geometry, bad labels...)."""
+
+
+class OutputExistsError(MomeError):
+    """An output already exists and ``--overwrite`` was not given."""
+
+
+class NotImplementedFeatureError(MomeError):
+    """A documented feature that this version does not implement."""
