@@ -34,7 +34,7 @@ def save_model(model: torch.nn.Module, folder: str | os.PathLike, *, overwrite: 
     from safetensors.torch import save_file
 
     record = {"config": config_to_dict(model.config), "provenance": provenance(), **(metadata or {})}
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    state = unique_state_dict(model)
     with atomic_path(folder, overwrite=overwrite) as tmp:
         tmp.mkdir(parents=True)
         save_file(state, str(tmp / WEIGHTS_FILE))
@@ -83,14 +83,47 @@ def load_model(folder: str | os.PathLike, map_location: str | torch.device = "cp
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{weights_path} is corrupt or truncated: {exc}") from exc
     model = build_model(config)
-    check_state_dict(model, state, source=str(weights_path))
-    model.load_state_dict(state, strict=True)
+    load_unique_state_dict(model, state, source=str(weights_path))
     return model
 
 
-def check_state_dict(model: torch.nn.Module, state: dict, source: str) -> None:
-    """Raise :class:`CheckpointError` naming the first differences between ``state`` and ``model``."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+def _aliases(model: torch.nn.Module) -> set[str]:
+    """State-dict keys whose tensor is the same storage as an earlier key.
+
+    nnU-Net's ``PlainConvUNet`` holds its encoder twice (``encoder.*`` and ``decoder.encoder.*``);
+    safetensors refuses shared tensors, and writing them twice would double the encoder on disk.
+    """
+    seen: dict[tuple, str] = {}
+    aliases = set()
+    for k, v in model.state_dict(keep_vars=True).items():
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), v.dtype)
+        if v.numel() and key in seen:
+            aliases.add(k)
+        else:
+            seen[key] = k
+    return aliases
+
+
+def unique_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without aliased duplicates, as contiguous CPU tensors (ready for safetensors)."""
+    aliases = _aliases(model)
+    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if k not in aliases}
+
+
+def load_unique_state_dict(model: torch.nn.Module, state: dict, source: str) -> None:
+    """Load a state dict written by :func:`unique_state_dict`, strictly (aliases are filled by sharing)."""
+    aliases = _aliases(model)
+    state = {k: v for k, v in state.items() if k not in aliases}
+    expected = {k: v for k, v in model.state_dict().items() if k not in aliases}
+    check_state_dict(expected, state, source)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if set(missing) - aliases or unexpected:  # cannot happen after check_state_dict; keep loading honest
+        raise CheckpointError(f"weights in {source} do not match the configuration")
+
+
+def check_state_dict(reference: dict, state: dict, source: str) -> None:
+    """Raise :class:`CheckpointError` naming the first differences between ``state`` and ``reference``."""
+    expected = {k: tuple(v.shape) for k, v in reference.items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
