@@ -1,8 +1,8 @@
 """Forward time and peak memory of MoME versus one expert U-Net, same input, same run.
 
-Each measurement runs in a fresh subprocess so that peak resident memory (ru_maxrss) belongs to that
-model alone; the printed memory is the peak RSS growth during the forward passes over the RSS after the
-model and input were built. Timing: median of --repeats passes after one warm-up.
+Each measurement runs in a fresh subprocess. Peak memory: the kernel's peak-RSS mark (VmHWM) is reset
+(Linux /proc/self/clear_refs) after the model and input are built, and the printed figure is the peak
+RSS during the passes minus the RSS before them (activations and workspace, not the weights). Timing: median of --repeats passes after one warm-up.
 
     python benchmarks/model_forward.py                       # paper at 64^3, cpu at 64^3
     python benchmarks/model_forward.py --size 128 --presets paper --threads 2
@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 CHILD = r"""
-import json, resource, statistics, sys, time
+import json, statistics, sys, time
 import torch
 import mome
 preset, which, size, repeats, threads, train = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
@@ -38,12 +38,17 @@ def step():
     else:
         with torch.inference_mode():
             net(x)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1])  # KiB
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak-RSS mark
+base = status("VmRSS:")
 step()
 times = []
 for _ in range(repeats):
     t0 = time.perf_counter(); step(); times.append(time.perf_counter() - t0)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = status("VmHWM:")
 print(json.dumps({"seconds": statistics.median(times), "peak_mib": (peak - base) / 1024,
                   "params": sum(p.numel() for p in net.parameters())}))
 """
