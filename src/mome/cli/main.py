@@ -23,8 +23,10 @@ def _root() -> None:
 
 # Command groups register themselves here (one import + one line each).
 from mome.cli import info as _info  # noqa: E402
+from mome.cli import collection as _collection  # noqa: E402
 
 _info.register(app)
+_collection.register(app)
 
 
 def run() -> None:
