@@ -1,0 +1,142 @@
+"""``mome predict -i IN -o OUT``: segment brain lesions in one NIfTI file or a folder of them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+_HELP = (
+    "Segment brain lesions in a 3D MR image (T1, T2, T1ce, FLAIR or DWI; no modality needed).\n\n"
+    "IN is a .nii/.nii.gz file (OUT: the mask file, ending .nii or .nii.gz) or a folder (batch mode: OUT is "
+    "a folder, one mask per input named like it, plus OUT/stats.csv). Masks are uint8 (1 = lesion) in the "
+    "input's exact geometry. Without --preprocess the input should be skull-stripped and MNI-like."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict", help=_HELP)(predict)
+
+
+def predict(
+    input: Path = typer.Option(..., "-i", "--input", help="a .nii/.nii.gz image, or a folder of them (batch)"),
+    output: Path = typer.Option(..., "-o", "--output",
+                                help="mask file (.nii/.nii.gz) for one image; a folder in batch mode"),
+    model: str = typer.Option(None, "-m", "--model",
+                              help="registered model name or model folder (default: the installed default)"),
+    preprocess: bool = typer.Option(False, "--preprocess",
+                                    help="register to MNI152, skull-strip and crop first; mask mapped back"),
+    tta: bool = typer.Option(False, "--tta", help="mirroring test-time augmentation (8 flips, ~8x slower)"),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if available, else CPU), cpu or cuda"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast)"),
+    overlap: float = typer.Option(0.5, "--overlap", help="sliding-window overlap fraction in [0, 1)"),
+    probabilities: bool = typer.Option(False, "--probabilities",
+                                       help="also write the lesion probability map (float32)"),
+    stats: bool = typer.Option(False, "--stats",
+                               help="also write lesion volume (ml), lesion count and gate expert shares (JSON)"),
+    preview: bool = typer.Option(False, "--preview", help="also write a PNG with three orthogonal slices"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing outputs"),
+) -> None:
+    from mome.errors import InputError
+
+    if not input.exists():
+        raise InputError(f"input {input} does not exist")
+    options = dict(device=device, tta=tta, precision=precision, overlap=overlap)
+    flags = dict(probabilities=probabilities, stats=stats, preview=preview, overwrite=overwrite,
+                 preprocess=preprocess)
+    if input.is_dir():
+        failed = _predict_folder(input, output, model, options, flags)
+        if failed:
+            raise typer.Exit(1)
+    else:
+        _predict_file(input, output, model, options, flags)
+
+
+def _load_predictor(model, options):
+    """Resolve the model once; say once where it comes from (and its notice, e.g. synthetic training)."""
+    from mome.inference.api import make_predictor
+
+    predictor, record = make_predictor(model, **options)
+    resolved = record.get("resolved", {})
+    name = resolved.get("name") or resolved.get("folder")
+    typer.echo(f"model: {name} on {predictor.device}")
+    if resolved.get("notice"):
+        typer.echo(f"note: {resolved['notice']}")
+    return predictor
+
+
+def _predict_file(path: Path, out: Path, model, options: dict, flags: dict) -> None:
+    from mome.inference.api import output_paths, predict_to_files
+    from mome.utils.atomic import check_writable
+    from mome.utils.nifti import load_nifti
+
+    if out.is_dir():  # a folder as OUT for one image: the mask is named like the input inside it
+        out = out / path.name
+    paths = output_paths(out, probabilities=flags["probabilities"], stats=flags["stats"],
+                         preview=flags["preview"])
+    for p in paths.values():  # refuse before any work so that nothing is written
+        check_writable(p, flags["overwrite"])
+    load_nifti(path)  # a bad input fails before the model is loaded
+    predictor = _load_predictor(model, options)
+    result, paths = predict_to_files(path, out, predictor, **flags)
+    _summary(result.stats)
+    for kind, p in paths.items():
+        typer.echo(f"{kind}: {p}")
+
+
+def _predict_folder(folder: Path, out: Path, model, options: dict, flags: dict) -> list[str]:
+    """Batch mode; returns the names of the images that failed (each reported on stderr)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from mome.errors import InputError, MomeError
+    from mome.inference.api import predict_to_files
+    from mome.inference.outputs import stats_row, write_stats_csv
+    from mome.utils.atomic import check_writable
+    from mome.utils.nifti import is_nifti_path
+
+    images = sorted(p for p in folder.iterdir() if p.is_file() and is_nifti_path(p))
+    if not images:
+        raise InputError(f"input folder {folder} has no .nii or .nii.gz files")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"in batch mode the output must be a folder; {out} is a file")
+    if out.resolve() == folder.resolve():
+        raise InputError("the output folder is the input folder (masks would replace the images); choose another")
+    csv_path = check_writable(out / "stats.csv", flags["overwrite"])
+    predictor = _load_predictor(model, options)
+    rows, failed = [], []
+    err = Console(stderr=True, highlight=False)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task("segmenting", total=len(images))
+        for path in images:
+            bar.update(task, description=f"segmenting {path.name}")
+            try:
+                result, _ = predict_to_files(path, out / path.name, predictor, **flags)
+                rows.append({"image": path.name, "status": "ok", **stats_row(result.stats)})
+            except MomeError as exc:
+                failed.append(path.name)
+                rows.append({"image": path.name, "status": "error", "error": str(exc)})
+                bar.console.print(f"mome: error: {path.name}: {exc}", markup=False)
+            except Exception as exc:  # noqa: BLE001 - one broken file must not stop a batch
+                failed.append(path.name)
+                rows.append({"image": path.name, "status": "error", "error": f"{type(exc).__name__}: {exc}"})
+                bar.console.print(f"mome: error: {path.name}: unexpected {type(exc).__name__}: {exc}",
+                                  markup=False)
+            bar.advance(task)
+    out.mkdir(parents=True, exist_ok=True)
+    write_stats_csv(rows, csv_path, overwrite=flags["overwrite"])
+    typer.echo(f"{len(images) - len(failed)} of {len(images)} images segmented; outputs in {out}")
+    typer.echo(f"stats: {csv_path}")
+    if failed:
+        print(f"mome: error: {len(failed)} image(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return failed
+
+
+def _summary(stats: dict) -> None:
+    line = f"lesion volume {stats['lesion_volume_ml']:.2f} ml in {stats['lesion_count']} lesion(s)"
+    if stats.get("implicit_modality"):
+        share = stats["expert_weight_share"][stats["implicit_modality"]]
+        line += f"; gate favours the {stats['implicit_modality']} expert ({share:.0%} of the weight)"
+    typer.echo(line)

@@ -1,0 +1,203 @@
+"""The Python API behind ``mome predict``: one image in, mask + probabilities + statistics out.
+
+``predict`` works in memory; ``predict_to_files`` adds the output naming and the atomic writing the
+CLI uses (single image and batch alike).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mome.errors import InputError
+from mome.inference.outputs import gate_stats, image_like, lesion_stats, save_image, save_preview, write_stats_json
+from mome.inference.predictor import Prediction, Predictor
+from mome.utils.atomic import check_writable
+from mome.utils.nifti import is_nifti_path, load_nifti, strip_nifti_suffix
+
+
+@dataclass
+class PredictionResult:
+    """Everything one prediction produced, on the input's grid.
+
+    Attributes:
+        mask: uint8 NIfTI (0 background, 1 lesion) with the input's exact affine, shape and qform/sform.
+        probabilities: float32 NIfTI of the lesion probability, same geometry.
+        stats: lesion volume (ml), count, gate shares, model and settings (see
+            :func:`mome.inference.outputs.lesion_stats`).
+        image: the input image as read.
+        prediction: the raw network output (class probabilities and gate maps; in MNI space with
+            ``preprocess``).
+    """
+
+    mask: object
+    probabilities: object
+    stats: dict
+    image: object
+    prediction: Prediction = field(repr=False)
+
+
+def make_predictor(model=None, **options) -> tuple[Predictor, dict]:
+    """A :class:`Predictor` from a :class:`Predictor`, a loaded network, a model folder, a registered
+    name or ``None`` (the default model); returns it with the model record (``{}`` when unknown)."""
+    if isinstance(model, Predictor):
+        return model, model.record
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        return Predictor.from_record(model, {}, **options), {}
+    return Predictor.from_name(None if model is None else str(model), **options)
+
+
+def predict(image_or_path, model=None, *, preprocess: bool = False, **options) -> PredictionResult:
+    """Segment the lesions of one 3D brain MR image (any of T1, T2, T1ce, FLAIR, DWI; no modality needed).
+
+    Args:
+        image_or_path: a ``.nii``/``.nii.gz`` path or a 3D nibabel image. Without ``preprocess`` it should
+            be skull-stripped (the z-score uses the non-zero voxels as the brain), ideally MNI-like.
+        model: ``None`` (the registered default model), a registered name, a model folder, a loaded
+            network or a :class:`Predictor` (reused as is; ``options`` are then ignored).
+        preprocess: run the MNI pipeline (registration, brain mask, crop) first and map the mask back
+            to the scan's native grid.
+        **options: :class:`Predictor` options (``device``, ``tta``, ``overlap``, ``precision``,
+            ``patch_size``, ``sw_batch_size``...).
+
+    Returns:
+        :class:`PredictionResult`; its images share the input's exact geometry.
+
+    Raises:
+        InputError: missing, unreadable, non-3D, non-finite or all-zero input.
+        ConfigError / CheckpointError: unknown model, no default model, missing weights, bad options.
+    """
+    img, data, path = load_input(image_or_path)
+    predictor, record = make_predictor(model, **options)
+    if preprocess:
+        pred, mask, lesion_prob, gate_region = _predict_preprocessed(predictor, img, path)
+    else:
+        pred = predictor.predict_image(img)
+        mask, lesion_prob, gate_region = pred.mask, pred.lesion_probability, data != 0
+    stats = lesion_stats(mask, img.affine, brain_mask=data != 0)
+    if pred.gates is not None:
+        stats.update(gate_stats(pred.gates, pred.expert_names, pred.gate_activation, gate_region, pred.mask))
+    resolved = record.get("resolved", {})
+    stats["input"] = str(path) if path else None
+    stats["model"] = resolved.get("name") or resolved.get("folder")
+    stats["shape"] = [int(s) for s in img.shape[:3]]
+    stats["preprocessed"] = bool(preprocess)
+    stats["settings"] = pred.info
+    return PredictionResult(
+        mask=image_like(mask, img, np.uint8, "mome lesion mask"),
+        probabilities=image_like(lesion_prob, img, np.float32, "mome lesion probability"),
+        stats=stats, image=img, prediction=pred,
+    )
+
+
+def output_paths(out: str | os.PathLike, *, probabilities: bool = False, stats: bool = False,
+                 preview: bool = False) -> dict[str, Path]:
+    """Where the outputs for mask path ``out`` go: ``STEM_probabilities.nii.gz``, ``STEM_stats.json``,
+    ``STEM_preview.png`` next to it (STEM = ``out`` without .nii/.nii.gz)."""
+    out = Path(out)
+    if not is_nifti_path(out):
+        raise InputError(f"output {out} must end in .nii or .nii.gz (or give a folder as input for batch mode)")
+    stem = strip_nifti_suffix(out.name)
+    suffix = out.name[len(stem):]
+    paths = {"mask": out}
+    if probabilities:
+        paths["probabilities"] = out.with_name(f"{stem}_probabilities{suffix}")
+    if stats:
+        paths["stats"] = out.with_name(f"{stem}_stats.json")
+    if preview:
+        paths["preview"] = out.with_name(f"{stem}_preview.png")
+    return paths
+
+
+def predict_to_files(image_path: str | os.PathLike, out: str | os.PathLike, model=None, *,
+                     probabilities: bool = False, stats: bool = False, preview: bool = False,
+                     overwrite: bool = False, preprocess: bool = False,
+                     **options) -> tuple[PredictionResult, dict[str, Path]]:
+    """Predict one file and write the mask (and the asked-for siblings) atomically.
+
+    Every output path is checked before any work, so a refused output leaves nothing written.
+
+    Returns:
+        ``(result, {"mask": path, "probabilities": ..., "stats": ..., "preview": ...})``.
+    """
+    paths = output_paths(out, probabilities=probabilities, stats=stats, preview=preview)
+    image_path = Path(image_path)
+    for p in paths.values():
+        check_writable(p, overwrite)
+        if p.exists() and image_path.exists() and p.resolve() == image_path.resolve():
+            raise InputError(f"output {p} is the input image; choose another output path")
+    result = predict(image_path, model, preprocess=preprocess, **options)
+    save_image(result.mask, paths["mask"], overwrite)
+    if probabilities:
+        save_image(result.probabilities, paths["probabilities"], overwrite)
+    if stats:
+        write_stats_json(result.stats, paths["stats"], overwrite)
+    if preview:
+        s = result.stats
+        title = f"{image_path.name}: {s['lesion_volume_ml']:.2f} ml, {s['lesion_count']} lesion(s)"
+        save_preview(np.asarray(result.image.dataobj, dtype=np.float32), np.asarray(result.mask.dataobj),
+                     result.image.affine, paths["preview"], title=title, overwrite=overwrite)
+    return result, paths
+
+
+def load_input(image_or_path) -> tuple[object, np.ndarray, Path | None]:
+    """Read and check a path or check a nibabel image: ``(image, float32 data, path or None)``."""
+    if isinstance(image_or_path, (str, os.PathLike)):
+        img, data = load_nifti(image_or_path)
+        return img, data, Path(image_or_path)
+    if not hasattr(image_or_path, "affine") or not hasattr(image_or_path, "dataobj"):
+        raise InputError(f"expected a NIfTI path or a nibabel image, got {type(image_or_path).__name__}")
+    return _check_image(image_or_path) + (None,)
+
+
+def _check_image(img) -> tuple[object, np.ndarray]:
+    """The checks of :func:`mome.utils.nifti.load_nifti`, for an image already in memory."""
+    import nibabel as nib
+
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+        img = nib.Nifti1Image(data, img.affine, img.header if isinstance(img, nib.Nifti1Image) else None)
+    if data.ndim != 3 or min(data.shape) < 2:
+        raise InputError(f"image has shape {tuple(data.shape)}; mome needs one 3D volume (x, y, z), "
+                         ">= 2 voxels per axis")
+    if not np.all(np.isfinite(data)):
+        raise InputError(f"image has {int((~np.isfinite(data)).sum())} NaN or infinite voxels; fix or mask them first")
+    if not np.any(data):
+        raise InputError("image is all zeros")
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError("image has an invalid (singular or non-finite) affine")
+    return img, data
+
+
+def _predict_preprocessed(predictor: Predictor, img, path: Path | None):
+    """MNI pipeline -> predict in MNI space -> mask and probability back on the native grid."""
+    import nibabel as nib
+
+    try:
+        from mome.data.preprocess import preprocess as run_preprocess, to_native
+    except ImportError as exc:  # the preprocessing module ships with mome; this guards partial installs
+        from mome.errors import NotImplementedFeatureError
+
+        raise NotImplementedFeatureError(f"--preprocess needs mome.data.preprocess, which is missing: {exc}") from exc
+    with tempfile.TemporaryDirectory(prefix="mome-preprocess-") as tmp:
+        tmp = Path(tmp)
+        if path is None:  # the pipeline reads files: write the in-memory image first
+            path = tmp / "input.nii.gz"
+            nib.save(img, str(path))
+        prep = run_preprocess(path, tmp / "mni")
+        mni_img, _ = load_nifti(prep.image_path)
+        brain = np.asarray(nib.load(str(prep.brain_mask_path)).dataobj) > 0
+        pred = predictor.predict_image(mni_img, brain_mask=brain)
+        mask = np.asarray(to_native(pred.mask, prep, interpolation="nearest").dataobj)
+        prob = np.asarray(to_native(pred.lesion_probability, prep, interpolation="linear").dataobj)
+    if mask.shape != tuple(img.shape[:3]):
+        raise InputError(f"preprocessing mapped the mask to shape {mask.shape}, not the input's {img.shape[:3]}")
+    return pred, (mask > 0.5).astype(np.uint8), prob.astype(np.float32), brain

@@ -1,0 +1,289 @@
+"""Whole-volume prediction: z-score, resample, pad, Gaussian sliding window, mirroring TTA, softmax.
+
+The :class:`Predictor` wraps a trained network (a :class:`~mome.model.MoME`, or any single network
+whose forward returns logits or a list of logits, highest resolution first) and turns one 3D image
+into class probabilities on the image's own voxel grid, plus the gate's weight maps for a MoME.
+
+Performance options of later work (channels-last, expert skipping, batched experts...) plug into
+:meth:`Predictor._network`, the one place the network is called.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from mome.data.intensity import zscore_in_brain
+from mome.errors import ConfigError, InputError
+from mome.inference.geometry import (
+    Reorientation, needs_resampling, pad_to_multiple, resample, resampled_shape, voxel_spacing,
+)
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
+# nnU-Net mirrors over every non-empty subset of the spatial axes (with the identity: 8 passes in 3D)
+_MIRROR_AXES = [axes for r in (1, 2, 3) for axes in itertools.combinations((2, 3, 4), r)]
+
+
+@dataclass
+class Prediction:
+    """Network output for one image, on that image's voxel grid.
+
+    Attributes:
+        probabilities: (C, X, Y, Z) float32 softmax probabilities (class 0 = background).
+        gates: (N, C, X, Y, Z) float32 gate weights of a MoME (expert, class), else ``None``.
+        expert_names: the experts' modality names of a MoME, else ``None``.
+        gate_activation: ``identity`` (raw weights) or ``softmax`` for a MoME, else ``None``.
+        info: how the prediction was made (device, patch, spacing, resampled, reoriented, tta...).
+    """
+
+    probabilities: np.ndarray
+    gates: np.ndarray | None = None
+    expert_names: list[str] | None = None
+    gate_activation: str | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Arg-max label map (X, Y, Z), uint8."""
+        return np.argmax(self.probabilities, axis=0).astype(np.uint8)
+
+    @property
+    def lesion_probability(self) -> np.ndarray:
+        """Probability of any lesion class, 1 - P(background), (X, Y, Z) float32."""
+        return (1.0 - self.probabilities[0]).astype(np.float32)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; an explicit ``cuda`` without CUDA is an error.
+
+    Raises:
+        ConfigError: unknown device name, or CUDA requested on a machine without it.
+    """
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} was requested but CUDA is not available on this machine "
+                              "(no GPU or a CPU-only torch); use --device cpu or --device auto")
+        return torch.device(name)
+    raise ConfigError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+
+
+def default_patch_size(model: torch.nn.Module) -> tuple[int, int, int]:
+    """128^3 for paper-size networks (32 first-stage features or more), else 64^3."""
+    cfg = _unet_config(model)
+    size = 128 if cfg is not None and cfg.features_per_stage[0] >= 32 else 64
+    return (size, size, size)
+
+
+class Predictor:
+    """Sliding-window inference of one trained network.
+
+    Args:
+        model: a MoME or single network; it is put in eval mode with deep supervision off.
+        device: ``auto`` (CUDA if available, else CPU), ``cpu`` or ``cuda``.
+        patch_size: sliding-window size in voxels (x, y, z); default 128^3 for paper-size networks,
+            else 64^3. Must be a multiple of the network divisor. Windows are shrunk to the (padded)
+            image where it is smaller.
+        spacing_mm: the voxel spacing (mm) the model was trained at; an input whose spacing differs by
+            more than ``spacing_tolerance`` on any axis is resampled to it for the network and the
+            result resampled back. ``None``: never resample.
+        overlap: fraction of overlap between neighbouring windows (0.5 = nnU-Net's step 0.5).
+        tta: mirroring test-time augmentation: average the logits of the 8 flips of the 3 axes.
+        precision: ``fp32`` or ``bf16`` (autocast; results are accumulated in fp32).
+        sw_batch_size: windows per network call.
+        gates: also return the gate weight maps of a MoME (costs N x C volumes of memory).
+        spacing_tolerance: relative spacing difference that triggers resampling.
+        progress: show MONAI's per-window progress bar.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, device: str | torch.device = "auto",
+                 patch_size: tuple[int, int, int] | list[int] | int | None = None,
+                 spacing_mm: tuple[float, float, float] | list[float] | None = None, overlap: float = 0.5,
+                 tta: bool = False, precision: str = "fp32", sw_batch_size: int = 1, gates: bool = True,
+                 spacing_tolerance: float = 0.1, progress: bool = False):
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        if not 0.0 <= overlap < 1.0:
+            raise ConfigError(f"overlap must be in [0, 1), got {overlap}")
+        if sw_batch_size < 1:
+            raise ConfigError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        if hasattr(self.model, "set_deep_supervision"):
+            self.model.set_deep_supervision(False)
+        cfg = _unet_config(model)
+        self.divisor = cfg.divisor() if cfg is not None else (1, 1, 1)
+        self.patch_size = _check_patch(patch_size or default_patch_size(model), self.divisor)
+        self.spacing_mm = None if spacing_mm is None else _triple_float(spacing_mm, "spacing_mm")
+        self.overlap = float(overlap)
+        self.tta = bool(tta)
+        self.precision = precision
+        self.sw_batch_size = int(sw_batch_size)
+        self.spacing_tolerance = float(spacing_tolerance)
+        self.progress = progress
+        config = getattr(model, "config", None)
+        self.is_mome = hasattr(config, "n_experts") and hasattr(config, "gate_activation")
+        self.return_gates = bool(gates) and self.is_mome
+        self.record: dict = {}  # the model folder's config.json when built by from_record/from_name
+
+    @classmethod
+    def from_record(cls, model: torch.nn.Module, record: dict | None, **options) -> "Predictor":
+        """A predictor using the training patch size and spacing stored in a model's ``config.json``.
+
+        ``options`` override the stored values (e.g. ``patch_size=...``); missing metadata falls back
+        to :func:`default_patch_size` and 1 mm isotropic.
+        """
+        record = record or {}
+        if options.get("patch_size") is None:
+            options["patch_size"] = record.get("patch_size") or default_patch_size(model)
+        if options.get("spacing_mm") is None:
+            options["spacing_mm"] = record.get("spacing_mm") or (1.0, 1.0, 1.0)
+        predictor = cls(model, **options)
+        predictor.record = record
+        return predictor
+
+    @classmethod
+    def from_name(cls, name_or_dir: str | None = None, **options) -> tuple["Predictor", dict]:
+        """Resolve ``--model`` (registered name, folder, or ``None`` = default) and build a predictor."""
+        from mome.weights.registry import resolve_model
+
+        model, record = resolve_model(name_or_dir)
+        return cls.from_record(model, record, **options), record
+
+    # -- public API ------------------------------------------------------------------------------
+
+    def predict_image(self, image, brain_mask: np.ndarray | None = None) -> Prediction:
+        """Predict a nibabel image; the result is on the image's exact voxel grid.
+
+        The volume is reoriented (axis permutation and flips only) to the closest RAS voxel order
+        for the network, as the training images (MNI space) were, and reoriented back.
+
+        Args:
+            image: a 3D nibabel image (already validated: finite, not all zero).
+            brain_mask: optional (X, Y, Z) boolean brain mask for the z-score (default: non-zero voxels).
+        """
+        data = np.asarray(image.dataobj, dtype=np.float32)
+        reor = Reorientation.from_affine(image.affine)
+        spacing = reor.spacing_to_ras(voxel_spacing(image.affine))
+        mask = None if brain_mask is None else reor.to_ras(np.asarray(brain_mask, dtype=bool))
+        pred = self.predict_array(reor.to_ras(data), spacing, brain_mask=mask)
+        pred.probabilities = reor.from_ras(pred.probabilities)
+        if pred.gates is not None:
+            pred.gates = reor.from_ras(pred.gates)
+        pred.info["reoriented"] = not reor.is_identity
+        return pred
+
+    def predict_array(self, image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                      brain_mask: np.ndarray | None = None) -> Prediction:
+        """Predict a 3D array in its own voxel order.
+
+        Args:
+            image: (X, Y, Z) intensities, any units (z-scored here over the brain = non-zero voxels).
+            spacing: voxel size in mm along X, Y, Z.
+            brain_mask: optional (X, Y, Z) boolean mask for the z-score statistics.
+
+        Returns:
+            :class:`Prediction` with probabilities (C, X, Y, Z) float32 on the input grid.
+        """
+        image = np.asarray(image)
+        if image.ndim != 3:
+            raise InputError(f"expected a 3D image (X, Y, Z), got shape {image.shape}")
+        spacing = _triple_float(spacing, "spacing")
+        shape = tuple(int(s) for s in image.shape)
+        normalised = torch.from_numpy(zscore_in_brain(image, brain_mask))
+        resampled = needs_resampling(spacing, self.spacing_mm, self.spacing_tolerance)
+        if resampled:
+            normalised = resample(normalised, resampled_shape(shape, spacing, self.spacing_mm))
+        logits, gates = self._sliding_window(normalised)
+        if resampled:
+            # nnU-Net resamples logits (not probabilities) back to the original grid, then applies softmax
+            logits = resample(logits, shape)
+            gates = None if gates is None else resample(gates, shape)
+        probabilities = torch.softmax(logits, dim=0).numpy().astype(np.float32, copy=False)
+        info = {"device": str(self.device), "patch_size": list(self.patch_size), "overlap": self.overlap,
+                "tta": self.tta, "precision": self.precision, "input_spacing_mm": list(spacing),
+                "model_spacing_mm": None if self.spacing_mm is None else list(self.spacing_mm),
+                "resampled": resampled}
+        if gates is None:
+            return Prediction(probabilities, info=info)
+        cfg = self.model.config
+        gate_maps = gates.reshape(cfg.n_experts, cfg.num_classes, *shape).numpy().astype(np.float32, copy=False)
+        return Prediction(probabilities, gate_maps, list(cfg.modalities), cfg.gate_activation, info)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _sliding_window(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(X, Y, Z) normalised volume -> (logits (C, X, Y, Z), gates (N*C, X, Y, Z) or None), on CPU."""
+        from monai.inferers import sliding_window_inference
+
+        padded, crop = pad_to_multiple(volume[None, None].to(self.device), self.divisor)
+        roi = tuple(min(p, s) for p, s in zip(self.patch_size, padded.shape[2:]))
+        out = sliding_window_inference(
+            padded, roi_size=roi, sw_batch_size=self.sw_batch_size, predictor=self._window,
+            overlap=self.overlap, mode="gaussian", sigma_scale=0.125, progress=self.progress,
+        )
+        if self.return_gates:
+            logits, gates = out
+            return _crop(logits, crop), _crop(gates, crop)
+        return _crop(out, crop), None
+
+    def _window(self, x: torch.Tensor):
+        """One batch of windows -> summed-over-mirrors-and-averaged logits (and gates) in fp32."""
+        outs = self._network(x)
+        if self.tta:
+            for axes in _MIRROR_AXES:
+                flipped = self._network(torch.flip(x, axes))
+                outs = [o + torch.flip(f, axes) for o, f in zip(outs, flipped)]
+            outs = [o / (len(_MIRROR_AXES) + 1) for o in outs]
+        return tuple(outs) if self.return_gates else outs[0]
+
+    def _network(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Run the network on (B, 1, X, Y, Z): [full-resolution logits, gates as (B, N*C, ...) when asked]."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            out = self.model(x, return_gates=True) if self.return_gates else self.model(x)
+        if self.return_gates:
+            g = out.gates[0]
+            return [out.logits[0].float(), g.reshape(g.shape[0], -1, *g.shape[3:]).float()]
+        logits = getattr(out, "logits", out)
+        if isinstance(logits, (list, tuple)):
+            logits = logits[0]
+        return [logits.float()]
+
+
+def _crop(t: torch.Tensor, crop: tuple[slice, ...]) -> torch.Tensor:
+    return t[0][(slice(None), *crop)].float().cpu()
+
+
+def _unet_config(model: torch.nn.Module):
+    cfg = getattr(model, "config", None)
+    if cfg is None:
+        return None
+    return getattr(cfg, "expert", cfg) if hasattr(getattr(cfg, "expert", cfg), "divisor") else None
+
+
+def _triple_float(v, name: str) -> tuple[float, float, float]:
+    vals = [float(v)] * 3 if isinstance(v, (int, float)) else [float(a) for a in v]
+    if len(vals) != 3 or not all(np.isfinite(a) and a > 0 for a in vals):
+        raise ConfigError(f"{name} must be 3 positive numbers (mm), got {v}")
+    return tuple(vals)
+
+
+def _check_patch(v, divisor: tuple[int, int, int]) -> tuple[int, int, int]:
+    vals = [int(v)] * 3 if isinstance(v, (int, np.integer)) else [int(a) for a in v]
+    if len(vals) != 3 or min(vals) < 1:
+        raise ConfigError(f"patch_size must be 3 positive integers (voxels), got {v}")
+    bad = [p for p, d in zip(vals, divisor) if p % d]
+    if bad:
+        raise ConfigError(f"patch_size {tuple(vals)} must be a multiple of the network divisor {divisor}")
+    return tuple(vals)
