@@ -41,9 +41,9 @@ def _report(result) -> None:
     console.print(counts_table(result.collection))
     console.print(f"wrote {result.manifest} ({len(result.collection)} cases"
                   + (f", {result.labels_written} reduced labels in {result.labels_dir}" if result.labels_dir else "")
-                  + ")")
+                  + ")", soft_wrap=True, highlight=False)
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}")
+        console.print(f"[yellow]warning:[/yellow] {w}", soft_wrap=True, highlight=False)
 
 
 def counts_table(collection):
@@ -164,5 +164,6 @@ def check_cmd(
         if len(problems) > 50:
             err.print(f"... and {len(problems) - 50} more")
         raise problems_error(f"collection {coll.name!r} is invalid", problems)
-    Console().print(counts_table(coll))
-    Console().print(f"{manifest}: {len(coll)} cases OK")
+    console = Console()
+    console.print(counts_table(coll))
+    console.print(f"{manifest}: {len(coll)} cases OK", soft_wrap=True, highlight=False)

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mome.data.constants import canonical_modality
-from mome.data.importing import ImportResult, LabelRule, RawCase, parse_int_list, write_import
+from mome.data.importing import (ImportResult, LabelRule, RawCase, check_outputs, parse_int_list,
+                                 write_import)
 from mome.errors import DataError
 from mome.utils.nifti import is_nifti_path, strip_nifti_suffix
 
@@ -76,6 +77,7 @@ def import_folder(src: str | os.PathLike, out: str | os.PathLike, *, dataset: st
     Raises:
         DataError: a subject without label or image, an unknown file; nothing is written.
     """
+    check_outputs(out, overwrite)  # fail before any reading when the output exists
     src = Path(src)
     if not src.is_dir():
         raise DataError(f"folder {src} does not exist")
@@ -116,6 +118,7 @@ def import_csv(table: str | os.PathLike, out: str | os.PathLike, *, dataset: str
     Raises:
         DataError: missing columns, bad cells (naming the row), or any case problem; nothing is written.
     """
+    check_outputs(out, overwrite)  # fail before any reading when the output exists
     table = Path(table)
     if not table.is_file():
         raise DataError(f"CSV {table} does not exist")

@@ -120,6 +120,12 @@ def labels_dir_for(manifest: Path) -> Path:
     return manifest.parent / f"{manifest.stem}_labels"
 
 
+def check_outputs(out: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse an existing manifest or labels folder unless ``overwrite``."""
+    check_writable(out, overwrite)
+    check_writable(labels_dir_for(Path(out)), overwrite)
+
+
 def _raise(problems: list[Problem], what: str) -> None:
     if problems:
         raise problems_error(what, problems, "; nothing was written")
@@ -258,7 +264,8 @@ def write_import(raw: Sequence[RawCase], out: str | os.PathLike, *, name: str, d
             missing = [v for v in (rl.lesion_values or ()) if v not in seen_values]
             if missing:
                 warns.append(f"lesion label value(s) {', '.join(map(str, missing))} occur in no label file")
-        lesion_empty = [cid for cid in empty if (next(c for c in cases if c.id == cid).lesion_type != "none")]
+        kinds = {c.id: c.lesion_type for c in cases}
+        lesion_empty = [cid for cid in empty if kinds.get(cid) != "none"]
         if lesion_empty:
             warns.append(f"{len(lesion_empty)} case(s) have an empty lesion mask, e.g. {lesion_empty[0]!r}")
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mome.data.constants import canonical_modality
-from mome.data.importing import ImportResult, LabelRule, RawCase, write_import
+from mome.data.importing import ImportResult, LabelRule, RawCase, check_outputs, write_import
 from mome.errors import DataError
 
 SKIP = "skip"
@@ -178,6 +178,7 @@ def import_nnunet(src: str | os.PathLike, out: str | os.PathLike, *, dataset: st
     Raises:
         DataError: a missing file, a channel or label problem; each names the case. Nothing is written.
     """
+    check_outputs(out, overwrite)  # fail before any reading when the output exists
     src = Path(src)
     if not src.is_dir():
         raise DataError(f"nnU-Net dataset folder {src} does not exist")
