@@ -54,7 +54,7 @@ class ScannerProfile:
     """
 
     noise: tuple[float, float] = (0.02, 0.05)
-    bias: tuple[float, float] = (0.05, 0.20)
+    bias: tuple[float, float] = (0.02, 0.08)
     blur_mm: tuple[float, float] = (0.0, 0.8)
     gamma: tuple[float, float] = (0.9, 1.1)
     tissue_jitter: float = 0.04

@@ -33,13 +33,13 @@ class DatasetSpec:
     core_label_on: tuple[str, ...] = ()
 
 
-_UNSEEN = ScannerProfile(noise=(0.06, 0.08), bias=(0.25, 0.35), blur_mm=(1.0, 1.6), gamma=(0.72, 0.82))
+_UNSEEN = ScannerProfile(noise=(0.06, 0.08), bias=(0.10, 0.15), blur_mm=(1.0, 1.6), gamma=(0.72, 0.82))
 
 DATASETS: tuple[DatasetSpec, ...] = (
     DatasetSpec("BraTS", "tumour", "glioma", ("T1", "T1ce", "T2", "FLAIR"), core_label_on=("T1ce",),
                 profile=ScannerProfile(noise=(0.02, 0.04), blur_mm=(0.3, 1.0))),
     DatasetSpec("ATLAS", "stroke_chronic", "chronic_stroke", ("T1",),
-                profile=ScannerProfile(noise=(0.03, 0.05), bias=(0.1, 0.25))),
+                profile=ScannerProfile(noise=(0.03, 0.05), bias=(0.04, 0.10))),
     DatasetSpec("ISLES", "stroke_acute", "acute_stroke", ("DWI",),
                 profile=ScannerProfile(noise=(0.04, 0.06), blur_mm=(0.6, 1.2))),
     DatasetSpec("WMH", "wmh", "wmh", ("T1", "FLAIR"), atrophy=0.6,
@@ -47,7 +47,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
     DatasetSpec("MSSEG", "ms", "ms", ("T1", "T1ce", "T2", "FLAIR"),
                 profile=ScannerProfile(noise=(0.02, 0.045), gamma=(0.88, 1.05))),
     DatasetSpec("OASIS", "wmh", "wmh_small", ("T1", "FLAIR"), atrophy=0.8,
-                profile=ScannerProfile(noise=(0.025, 0.05), bias=(0.1, 0.25))),
+                profile=ScannerProfile(noise=(0.025, 0.05), bias=(0.04, 0.10))),
     DatasetSpec("Tumour1", "tumour", "glioma", ("FLAIR",), seen=False, profile=_UNSEEN),
     DatasetSpec("Tumour2", "tumour", "glioma", ("T2",), seen=False, profile=_UNSEEN),
     DatasetSpec("WMHsMix", "wmh", "wmh_mix", ("FLAIR",), seen=False, atrophy=0.5, profile=_UNSEEN),
