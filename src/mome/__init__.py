@@ -4,6 +4,7 @@ Public API:
     create_model(name, **overrides)  build a network from a preset name or config (random weights)
     load_model(folder)               load a saved model folder (safetensors + config.json)
     save_model(model, folder)        save one
+    predict(image_or_path, model)    segment the lesions of one image (mask, probabilities, stats)
 """
 
 from __future__ import annotations
@@ -46,4 +47,22 @@ def save_model(model, folder, overwrite=False, metadata=None):
     return _save(model, folder, overwrite=overwrite, metadata=metadata)
 
 
-__all__ = ["create_model", "load_model", "save_model", "__version__"]
+def predict(image_or_path, model=None, **options):
+    """Segment the lesions of one 3D brain MR image; no modality needed.
+
+    Args:
+        image_or_path: a ``.nii``/``.nii.gz`` path or a nibabel image.
+        model: ``None`` (the registered default model), a registered name, a model folder or a loaded network.
+        **options: ``preprocess`` (MNI pipeline first), ``device`` (auto/cpu/cuda), ``tta``, ``overlap``,
+            ``precision`` (fp32/bf16), ``patch_size``.
+
+    Returns:
+        :class:`mome.inference.PredictionResult` with ``mask`` and ``probabilities`` (nibabel images in
+        the input's exact geometry) and ``stats`` (lesion volume in ml, count, gate expert shares).
+    """
+    from mome.inference.api import predict as _predict
+
+    return _predict(image_or_path, model, **options)
+
+
+__all__ = ["create_model", "load_model", "save_model", "predict", "__version__"]

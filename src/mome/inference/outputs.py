@@ -191,6 +191,7 @@ def save_preview(image: np.ndarray, mask: np.ndarray, affine: np.ndarray, path: 
     with each slice's true aspect ratio.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
     from scipy import ndimage
 
@@ -218,7 +219,7 @@ def save_preview(image: np.ndarray, mask: np.ndarray, affine: np.ndarray, path: 
         ax = fig.add_subplot(1, 3, k + 1)
         ax.imshow(sl.T, cmap="gray", origin="lower", vmin=lo, vmax=hi if hi > lo else lo + 1,
                   aspect=aspect, interpolation="nearest")
-        ax.imshow(np.ma.masked_where(~ml.T, ml.T), cmap="autumn", origin="lower", alpha=0.5,
+        ax.imshow(np.ma.masked_where(~ml.T, ml.T), cmap=ListedColormap(["red"]), origin="lower", alpha=0.5,
                   aspect=aspect, interpolation="nearest", vmin=0, vmax=1)
         ax.set_title(f"{name} slice {centre[k]}", fontsize=10)
         ax.set_axis_off()
