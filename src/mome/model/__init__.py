@@ -34,3 +34,6 @@ __all__ = [
     "MoME", "MoMEOutput", "fuse", "register_builder", "get_preset_config", "list_presets", "register_preset", "build_model",
     "count_parameters",
 ]
+
+# registers the Multi-Talent and Hermes baselines' configs and builders (build_model / load_model)
+import mome.model.baselines  # noqa: E402,F401
