@@ -27,6 +27,15 @@ def oblique_affine(spacing=(0.9, 1.3, 2.0), translation=(-31.5, 17.25, -8.0)) ->
     return aff
 
 
+def sagittal_affine(spacing=(1.2, 0.9, 1.1)) -> np.ndarray:
+    """Voxel axes (A, S, L): a 3-cycle of the RAS axes plus a flip, so reorienting is not self-inverse."""
+    aff = np.zeros((4, 4))
+    aff[1, 0], aff[2, 1], aff[0, 2] = spacing[0], spacing[1], -spacing[2]
+    aff[:3, 3] = [12.0, -30.0, 5.0]
+    aff[3, 3] = 1.0
+    return oblique_affine(spacing=(1, 1, 1), translation=(0, 0, 0)) @ aff
+
+
 def brain_image(shape=SHAPE, seed=0, lesion=True) -> np.ndarray:
     """A 'skull-stripped' volume: zero border, noisy brain ~100, a bright lesion box ~300."""
     rng = np.random.default_rng(seed)

@@ -12,6 +12,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from mome.cli.main import run
 
@@ -183,3 +184,29 @@ def test_batch_mode_one_bad_file_others_complete(tmp_path, monkeypatch, capsys, 
     assert code == 1 and "stats.csv already exists" in err
     code, _, err = mome_cli(monkeypatch, capsys, "predict", "-i", inputs, "-o", inputs, "-m", tiny_model_dir)
     assert code == 1 and "output folder is the input folder" in err
+
+
+def test_default_model_is_used_and_its_notice_printed_once(tmp_path, monkeypatch, capsys, tiny_model_dir,
+                                                           clean_registry):
+    from mome.weights.registry import PretrainedModel
+
+    for entry in clean_registry.list_pretrained():
+        clean_registry.unregister_pretrained(entry.name)
+    clean_registry.register_pretrained(PretrainedModel(
+        name="unit-default", description="d", training="t", data="synthetic", licence="Apache-2.0",
+        source="tests", folder=tiny_model_dir, default=True, notice="trained on synthetic data only"))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.nii.gz", "b.nii.gz"):
+        save_nii(inputs / name, brain_image(), np.eye(4))
+    code, stdout, err = mome_cli(monkeypatch, capsys, "predict", "-i", inputs, "-o", tmp_path / "out")
+    assert code == 0, err
+    assert stdout.count("trained on synthetic data only") == 1 and "model: unit-default" in stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_clear_error(tmp_path, monkeypatch, capsys, tiny_model_dir):
+    src = save_nii(tmp_path / "scan.nii.gz", brain_image(), np.eye(4))
+    code, _, err = mome_cli(monkeypatch, capsys, "predict", "-i", src, "-o", tmp_path / "m.nii.gz",
+                            "-m", tiny_model_dir, "--device", "cuda")
+    assert code == 1 and "CUDA is not available" in err and not (tmp_path / "m.nii.gz").exists()

@@ -15,7 +15,7 @@ from mome.errors import ConfigError, InputError
 from mome.inference.geometry import Reorientation, pad_to_multiple
 from mome.inference.predictor import Predictor, resolve_device
 
-from inference_helpers import LESION_BOX, SHAPE, ThresholdNet, brain_image, oblique_affine
+from inference_helpers import LESION_BOX, SHAPE, ThresholdNet, brain_image, oblique_affine, sagittal_affine
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +86,15 @@ def test_resampling_to_model_spacing_keeps_input_grid():
 
 
 def test_reorientation_round_trip_is_exact():
-    affine = np.diag([-1.2, -1.0, 1.5, 1.0])[:, [1, 0, 2, 3]]  # axes P, L, S
-    reor = Reorientation.from_affine(affine)
+    assert nib.aff2axcodes(sagittal_affine()) == ("A", "S", "L")
+    reor = Reorientation.from_affine(sagittal_affine())
     data = np.random.default_rng(0).random((2, *SHAPE))
     ras = reor.to_ras(data)
-    assert ras.shape == (2, 23, 20, 17)
+    assert ras.shape == (2, 17, 20, 23)
+    # RAS voxel [x, y, z] is input voxel [y, z, 16 - x]
+    np.testing.assert_array_equal(ras[:, 3, 5, 7], data[:, 5, 7, 16 - 3])
     np.testing.assert_array_equal(reor.from_ras(ras), data)
-    assert reor.spacing_to_ras((1.0, 1.2, 1.5)) == (1.2, 1.0, 1.5)
+    assert reor.spacing_to_ras((1.2, 0.9, 1.1)) == (1.1, 1.2, 0.9)
 
 
 def test_lps_input_gives_the_mask_of_its_ras_version_mapped_back(tiny):
@@ -111,8 +113,9 @@ def test_lps_input_gives_the_mask_of_its_ras_version_mapped_back(tiny):
     assert p_lps.info["reoriented"] and not p_ras.info["reoriented"]
 
 
-def test_oblique_image_prediction_is_on_the_input_grid():
-    img = nib.Nifti1Image(brain_image(), oblique_affine())
+@pytest.mark.parametrize("affine", [oblique_affine(), sagittal_affine()], ids=["oblique", "sagittal"])
+def test_oblique_image_prediction_is_on_the_input_grid(affine):
+    img = nib.Nifti1Image(brain_image(), affine)
     pred = Predictor(ThresholdNet(), device="cpu", patch_size=16, spacing_mm=None).predict_image(img)
     truth = np.zeros(SHAPE, bool)
     truth[LESION_BOX] = True
