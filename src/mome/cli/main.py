@@ -23,10 +23,12 @@ def _root() -> None:
 
 # Command groups register themselves here (one import + one line each).
 from mome.cli import info as _info  # noqa: E402
+from mome.cli import weights as _weights  # noqa: E402
 from mome.cli import predict as _predict  # noqa: E402
 from mome.cli import collection as _collection  # noqa: E402
 
 _info.register(app)
+_weights.register(app)
 _predict.register(app)
 _collection.register(app)
 
