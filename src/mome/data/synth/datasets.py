@@ -1,10 +1,19 @@
-"""The synthetic benchmark's dataset structure (paper Supplementary Table II) and size presets."""
+"""The synthetic benchmark's datasets (paper Supplementary Table II) and its size presets.
+
+Seen datasets (14 tasks): BraTS-like (T1, T1ce, T2, FLAIR; tumour-core label on T1ce, whole tumour
+otherwise), ATLAS-like (T1, chronic stroke), ISLES-like (DWI, acute stroke), WMH-like (T1, FLAIR),
+MSSEG-like (T1, T1ce, T2, FLAIR), OASIS-like (T1, FLAIR; small WMH, elderly anatomy). Unseen datasets
+(3 tasks, scanner profiles outside the seen ranges): Tumour1 (FLAIR), Tumour2 (T2), WMHsMix (FLAIR,
+lesions of several disease models). Unseen datasets get a few ``train`` cases too (``seen=False``) for
+task-specific upper bounds; foundation models train on ``seen=True`` train cases only.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mome.data.synth.contrast import ScannerProfile
+from mome.data.mni import mni_grid
+from mome.data.synth.scanner import ScannerProfile
 from mome.errors import ConfigError
 
 
@@ -14,12 +23,12 @@ class DatasetSpec:
 
     Attributes:
         name: dataset name (a task is dataset x modality).
-        lesion_type: one of mome.data.constants.LESION_TYPES.
-        model: lesion model (``glioma``, ``wmh``, ``ms``, ``acute_stroke``, ``chronic_stroke``, ``wmh_mix``).
+        lesion_type: one of :data:`mome.data.constants.LESION_TYPES`.
+        model: lesion model, a key of :data:`mome.data.synth.lesions.LESION_MODELS`.
         modalities: imaged modalities (one case each per subject).
         seen: False for the held-out generalisation datasets.
         profile: scanner effects.
-        atrophy: 0..1 ventricle/sulcal enlargement (older cohorts).
+        atrophy: 0..1 ventricle and sulcal enlargement (older cohorts).
         core_label_on: modalities whose label is the tumour core (BraTS T1ce) instead of the whole lesion.
     """
 
@@ -33,7 +42,9 @@ class DatasetSpec:
     core_label_on: tuple[str, ...] = ()
 
 
-_UNSEEN = ScannerProfile(noise=(0.06, 0.08), bias=(0.10, 0.15), blur_mm=(1.0, 1.6), gamma=(0.72, 0.82))
+# outside every seen range: more noise, stronger bias, more blur, a different contrast curve (gamma)
+_UNSEEN = ScannerProfile(noise=(0.065, 0.085), bias=(0.11, 0.16), blur_mm=(1.3, 1.8), gamma=(0.72, 0.82),
+                         tissue_jitter=0.06)
 
 DATASETS: tuple[DatasetSpec, ...] = (
     DatasetSpec("BraTS", "tumour", "glioma", ("T1", "T1ce", "T2", "FLAIR"), core_label_on=("T1ce",),
@@ -52,39 +63,87 @@ DATASETS: tuple[DatasetSpec, ...] = (
     DatasetSpec("Tumour2", "tumour", "glioma", ("T2",), seen=False, profile=_UNSEEN),
     DatasetSpec("WMHsMix", "wmh", "wmh_mix", ("FLAIR",), seen=False, atrophy=0.5, profile=_UNSEEN),
 )
+DATASET_NAMES = tuple(d.name for d in DATASETS)
 
 
 @dataclass(frozen=True)
-class SynthPreset:
-    """Geometry and size of a generated benchmark.
+class SynthConfig:
+    """Geometry and size of a generated benchmark (saved in the manifest's provenance).
 
     Attributes:
-        name: preset name.
-        spacing_mm: isotropic voxel size of the MNI box (160 x 196 x 160 mm).
-        train_subjects / test_subjects: subjects per dataset (each gives one case per modality).
+        preset: preset name the config came from.
+        spacing_mm: isotropic voxel size (mm) of the 160 x 196 x 160 mm MNI box (:mod:`mome.data.mni`).
+        train_subjects, test_subjects: subjects per dataset; each subject gives one case per modality.
     """
 
-    name: str
+    preset: str
     spacing_mm: float
     train_subjects: dict[str, int]
     test_subjects: dict[str, int]
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Grid shape (voxels, RAS axes)."""
+        return mni_grid(self.spacing_mm)[0]
 
-def _counts(seen: int, brats: int, unseen: int) -> dict[str, int]:
-    return {d.name: (brats if d.name == "BraTS" else seen) if d.seen else unseen for d in DATASETS}
+    def subjects(self, dataset: str, split: str) -> int:
+        """Number of subjects of ``dataset`` in ``split`` (``train`` or ``test``)."""
+        return (self.train_subjects if split == "train" else self.test_subjects).get(dataset, 0)
+
+    def n_images(self) -> int:
+        """Number of images (cases) the config generates."""
+        return sum((self.train_subjects.get(d.name, 0) + self.test_subjects.get(d.name, 0)) * len(d.modalities)
+                   for d in DATASETS)
 
 
-SYNTH_PRESETS: dict[str, SynthPreset] = {
-    "tiny": SynthPreset("tiny", 8.0, _counts(1, 1, 1), _counts(1, 1, 1)),
-    "quick": SynthPreset("quick", 4.0, _counts(3, 4, 1), _counts(2, 2, 2)),
-    "cpu": SynthPreset("cpu", 2.0, {**_counts(10, 16, 3), "ATLAS": 12, "ISLES": 12, "MSSEG": 8},
-                       _counts(8, 8, 8)),
-    "paper": SynthPreset("paper", 1.0, {**_counts(20, 40, 5), "ATLAS": 30, "ISLES": 20, "MSSEG": 12},
-                         _counts(10, 20, 10)),
+def _counts(brats: int, seen: int, unseen: int, **named: int) -> dict[str, int]:
+    out = {d.name: (brats if d.name == "BraTS" else seen) if d.seen else unseen for d in DATASETS}
+    out.update(named)
+    return out
+
+
+# training subjects mirror the paper's imbalance (BraTS by far the largest) in compressed form
+SYNTH_PRESETS: dict[str, SynthConfig] = {
+    "tiny": SynthConfig("tiny", 6.0, _counts(1, 1, 1), _counts(1, 1, 1)),
+    "quick": SynthConfig("quick", 4.0, _counts(4, 3, 2), _counts(2, 2, 2)),
+    "cpu": SynthConfig("cpu", 2.0, _counts(20, 12, 3, ATLAS=16, ISLES=14), _counts(8, 8, 8)),
+    "paper": SynthConfig("paper", 1.0, _counts(60, 20, 5, ATLAS=40, ISLES=30), _counts(20, 20, 20)),
 }
 
 
-def get_synth_preset(name: str) -> SynthPreset:
-    if name not in SYNTH_PRESETS:
-        raise ConfigError(f"unknown synth preset {name!r}; choose one of {', '.join(SYNTH_PRESETS)}")
-    return SYNTH_PRESETS[name]
+def make_synth_config(preset: str, subjects_override: dict | None = None) -> SynthConfig:
+    """A preset's config, with some datasets' subject counts replaced.
+
+    Args:
+        preset: one of :data:`SYNTH_PRESETS` (``tiny``, ``quick``, ``cpu``, ``paper``).
+        subjects_override: ``{dataset: {"train": n, "test": m}}`` (either key may be left out) or
+            ``{dataset: (n, m)}``; counts are subjects (>= 0).
+
+    Raises:
+        ConfigError: unknown preset or dataset, or counts that are not non-negative integers.
+    """
+    if preset not in SYNTH_PRESETS:
+        raise ConfigError(f"unknown synth preset {preset!r}; choose one of {', '.join(SYNTH_PRESETS)}")
+    base = SYNTH_PRESETS[preset]
+    train, test = dict(base.train_subjects), dict(base.test_subjects)
+    for name, value in (subjects_override or {}).items():
+        if name not in DATASET_NAMES:
+            raise ConfigError(f"subjects_override: unknown dataset {name!r}; expected one of "
+                              f"{', '.join(DATASET_NAMES)}")
+        if isinstance(value, dict):
+            bad = set(value) - {"train", "test"}
+            if bad:
+                raise ConfigError(f"subjects_override[{name!r}]: unknown keys {sorted(bad)}; use 'train', 'test'")
+            pairs = value.items()
+        elif isinstance(value, (tuple, list)) and len(value) == 2:
+            pairs = zip(("train", "test"), value)
+        else:
+            raise ConfigError(f"subjects_override[{name!r}] must be {{'train': n, 'test': m}} or (n, m)")
+        for split, n in pairs:
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise ConfigError(f"subjects_override[{name!r}][{split!r}] = {n!r}; expected an integer >= 0")
+            (train if split == "train" else test)[name] = n
+    cfg = SynthConfig(base.preset, base.spacing_mm, train, test)
+    if cfg.n_images() == 0:
+        raise ConfigError("subjects_override leaves no subject to generate")
+    return cfg
