@@ -23,12 +23,14 @@ def _root() -> None:
 
 # Command groups register themselves here (one import + one line each).
 from mome.cli import info as _info  # noqa: E402
+from mome.cli import evaluate as _evaluate  # noqa: E402
 from mome.cli import weights as _weights  # noqa: E402
 from mome.cli import predict as _predict  # noqa: E402
 from mome.cli import collection as _collection  # noqa: E402
 from mome.cli import synth as _synth  # noqa: E402
 
 _info.register(app)
+_evaluate.register(app)
 _weights.register(app)
 _predict.register(app)
 _collection.register(app)
