@@ -18,7 +18,8 @@ class Anatomy:
         gm, wm, csf: tissue probabilities.
         brain: boolean brain mask.
         ventricles: boolean mask of the lateral ventricles (deep CSF), used to place lesions.
-        vessels: soft map (0..1) of cortical veins and sinuses in the sulcal CSF; they enhance on T1ce.
+        vessels: soft map (0..1) of cortical veins (sulcal CSF) and choroid plexus (ventricles); they
+            enhance on T1ce.
         depth_mm: distance to the brain surface (mm), used to place lesions.
         spacing_mm: voxel size (mm).
         affine: voxel-to-MNI (RAS, mm) affine of the grid.
@@ -99,9 +100,10 @@ def make_anatomy(rng: np.random.Generator, spacing_mm: float, *, max_displacemen
     tot = gm + wm + csf
     norm = np.where(tot > 1, 1 / np.maximum(tot, 1e-6), 1.0)
     gm, wm, csf = gm * norm * brain, wm * norm * brain, csf * norm * brain
-    # veins: a thresholded random field restricted to superficial sulcal CSF (thin bright lines on T1ce)
-    veins = np.clip((smooth_field(rng, shape, control_points=14, order=1) - 0.35) * 3.0, 0, 1)
-    vessels = veins * np.clip(csf * 1.5, 0, 1) * (depth_mm < 12)
+    # veins and choroid plexus: a thresholded random field restricted to superficial sulcal CSF and the
+    # ventricles (bright spots and lines on T1ce; ~2 ml at 2 mm)
+    veins = np.clip((smooth_field(rng, shape, control_points=20, order=1) - 0.25) * 4.0, 0, 1)
+    vessels = veins * np.clip(csf * 2.5, 0, 1) * ((depth_mm < 12) | ventricles)
     return Anatomy(gm.astype(np.float32), wm.astype(np.float32), csf.astype(np.float32), brain, ventricles,
                    vessels.astype(np.float32), depth_mm, float(spacing_mm), affine, tuple(coords))
 

@@ -64,7 +64,7 @@ def generate_benchmark(preset: str, out_dir: str | os.PathLike, seed: int = 0,
             for i in range(cfg.subjects(ds.name, split))]
     cases: list[Case] = []
     rows: list[dict] = []
-    panels: list[tuple[str, np.ndarray, np.ndarray]] = []
+    panels: dict[tuple[str, str], list[tuple[str, np.ndarray, np.ndarray]]] = {}
     with atomic_path(out_dir, overwrite=overwrite) as tmp:
         (tmp / "images").mkdir(parents=True)
         (tmp / "labels").mkdir()
@@ -75,17 +75,18 @@ def generate_benchmark(preset: str, out_dir: str | os.PathLike, seed: int = 0,
             for case in new_cases:
                 rows.append(case_row(case, subject.images[case.modality], subject.label(case.modality),
                                      subject.anatomy.brain, cfg.spacing_mm))
-            if split == "test" and i == 0:
-                panels += _panels(subject)
+            if i == 0:  # montage: the first test subject of each dataset (its first train subject if none)
+                panels[(subject.dataset.name, split)] = _panels(subject)
             if progress is not None:
                 progress(n + 1, len(jobs), subject.id)
         collection = Collection(name=f"mome-synth-{preset}-seed{seed}", cases=cases,
                                 provenance=_provenance(cfg, seed, shape, affine, mask_folders))
         collection.save(tmp / "collection.json")
         write_tables(tmp, rows, cfg.spacing_mm)
-        montage(tmp / "montage.png", panels,
-                f"mome synth '{preset}' (seed {seed}, {cfg.spacing_mm:g} mm): one test subject per task, "
-                f"label in red")
+        chosen = [panels.get((d.name, "test"), panels.get((d.name, "train"))) for d in DATASETS]
+        montage(tmp / "montage.png", [p for ps in chosen if ps for p in ps],
+                f"mome synth '{preset}' (seed {seed}, {cfg.spacing_mm:g} mm): one subject per task "
+                f"(test split), label in red")
     final = Path(out_dir).resolve()
     for case in collection.cases:  # the temporary folder was renamed to out_dir
         case.image = final / case.image.relative_to(tmp)

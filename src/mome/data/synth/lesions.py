@@ -73,7 +73,7 @@ def glioma(anat: Anatomy, rng: np.random.Generator, shapes: LesionShapes | None 
     whole = blob(shape, centre, r_whole, rng, 0.45) * anat.brain
     core_scale = rng.uniform(0.4, 0.65)
     core = blob(shape, centre, r_whole * core_scale, rng, 0.3) * anat.brain
-    necrosis = blob(shape, centre, r_whole * core_scale * rng.uniform(0.4, 0.7), rng, 0.3) * core
+    necrosis = blob(shape, centre, r_whole * core_scale * rng.uniform(0.3, 0.6), rng, 0.3) * core
     return {"oedema": np.clip(whole - core, 0, 1), "enhancing": np.clip(core - necrosis, 0, 1),
             "necrosis": necrosis}
 
