@@ -84,9 +84,12 @@ def load_nnunet_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    _refuse_damaged_container(path)
     _refuse_unsafe_globals(path)
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
+        # scoped allow-list; entries someone else registered globally are left in place on exit
+        present = set(torch.serialization.get_safe_globals())
+        with torch.serialization.safe_globals([g for g in SAFE_GLOBALS if g not in present]):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # the weights-only unpickler raises this for both disallowed objects and malformed pickles
@@ -101,6 +104,17 @@ def load_nnunet_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
                               f"{_first_line(exc)}") from exc
     return _check_layout(ckpt, path)
+
+
+def _refuse_damaged_container(path: Path) -> None:
+    """Name the two commonest failures plainly: an empty file, and a cut-off download (broken zip)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise CheckpointError(f"{path} is empty (truncated or corrupt download?)")
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is a damaged PyTorch zip archive (truncated or corrupt download?); "
+                              "download it again")
 
 
 def _refuse_unsafe_globals(path: Path) -> None:
@@ -249,14 +263,18 @@ def _weight(weights: dict[str, torch.Tensor], key: str, source: str) -> torch.Te
     return weights[key]
 
 
+_REFUSAL_MARKERS = ("unsupported global", "allowlisted", "is blocked", "unsupported class")
+
+
 def _is_allowlist_refusal(exc: BaseException) -> bool:
-    text = str(exc)
-    return any(m in text for m in ("Unsupported global", "allowlisted", "add_safe_globals", "Unsupported class"))
+    text = str(exc).lower()
+    return any(m in text for m in _REFUSAL_MARKERS)
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        if "WeightsUnpickler error" in line or "Unsupported global" in line:
-            return line.strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The informative line of torch's long weights-only error (or the first line of any other)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    for line in lines:
+        if any(m in line.lower() for m in (*_REFUSAL_MARKERS, "unsupported operand")):
+            return line
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
