@@ -30,7 +30,7 @@ import torch
 
 from mome.errors import CheckpointError, ConfigError, MomeError
 from mome.model import build_model
-from mome.model.config import MoMEConfig, UNetConfig
+from mome.model.config import MoMEConfig
 from mome.utils.atomic import atomic_path, check_writable
 from mome.weights.nnunet_checkpoint import (
     PlansArchitecture,
