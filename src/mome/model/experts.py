@@ -7,6 +7,7 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
 
 from mome.errors import ShapeError
+from mome.model.checkpointing import run_decoder, run_encoder
 from mome.model.config import UNetConfig
 
 
@@ -16,6 +17,7 @@ class ExpertUNet(PlainConvUNet):
     Subclassing (rather than wrapping) keeps the state-dict keys identical to nnU-Net's, so official
     nnU-Net/MoME checkpoints load by key. Deep supervision is on by default (training); switch it off
     with :meth:`set_deep_supervision` for inference (only the full-resolution output is computed).
+    :meth:`set_gradient_checkpointing` trades one extra forward pass for much less training memory.
     """
 
     def __init__(self, config: UNetConfig, deep_supervision: bool = True):
@@ -37,6 +39,7 @@ class ExpertUNet(PlainConvUNet):
             deep_supervision=deep_supervision,
         )
         self.config = config
+        self.gradient_checkpointing = False
         self.apply(PlainConvUNet.initialize)
 
     @property
@@ -46,10 +49,22 @@ class ExpertUNet(PlainConvUNet):
     def set_deep_supervision(self, enabled: bool) -> None:
         self.decoder.deep_supervision = bool(enabled)
 
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute each encoder/decoder stage in the backward pass instead of storing its activations."""
+        self.gradient_checkpointing = bool(enabled)
+
+    def encode(self, x: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every encoder stage's output (a list ``x`` is concatenated on channels inside the first stage)."""
+        return run_encoder(self.encoder, x, self.gradient_checkpointing)
+
+    def decode(self, skips: list[torch.Tensor]):
+        """The decoder's output (list per level with deep supervision, else one tensor)."""
+        return run_decoder(self.decoder, skips, self.gradient_checkpointing)
+
     def forward_with_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Return (logits per level, highest resolution first; first encoder stage's output)."""
-        skips = self.encoder(x)
-        out = self.decoder(skips)
+        skips = self.encode(x)
+        out = self.decode(skips)
         return (list(out) if isinstance(out, (list, tuple)) else [out]), skips[0]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]

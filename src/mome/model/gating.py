@@ -28,15 +28,19 @@ class HierarchicalGate(nn.Module):
     def set_deep_supervision(self, enabled: bool) -> None:
         self.net.set_deep_supervision(enabled)
 
-    def forward(self, gate_input: torch.Tensor,
+    def forward(self, gate_input: torch.Tensor | list[torch.Tensor],
                 level_shapes: list[torch.Size]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """(weights per level, each (B, N, C, X, Y, Z) at that level's resolution; bottleneck features)."""
+        """(weights per level, each (B, N, C, X, Y, Z) at that level's resolution; bottleneck features).
+
+        ``gate_input`` is ``[image, f_1, ..., f_N]`` concatenated on channels, or that list itself.
+        """
         outs, bottleneck = self._run(gate_input)
         return [_activate(self._split(o), self.activation) for o in outs], bottleneck
 
-    def _run(self, gate_input: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        skips = self.net.encoder(gate_input)
-        out = self.net.decoder(skips)
+    def _run(self, gate_input: torch.Tensor | list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        # a list input is concatenated inside the (possibly checkpointed) first stage
+        skips = self.net.encode(gate_input)
+        out = self.net.decode(skips)
         return (list(out) if isinstance(out, (list, tuple)) else [out]), skips[-1]
 
     def _split(self, o: torch.Tensor) -> torch.Tensor:
@@ -53,7 +57,7 @@ class BasicGate(HierarchicalGate):
         # the gate network itself never needs its low-resolution heads
         self.net.set_deep_supervision(False)
 
-    def forward(self, gate_input: torch.Tensor,
+    def forward(self, gate_input: torch.Tensor | list[torch.Tensor],
                 level_shapes: list[torch.Size]) -> tuple[list[torch.Tensor], torch.Tensor]:
         outs, bottleneck = self._run(gate_input)
         full = _activate(self._split(outs[0]), self.activation)

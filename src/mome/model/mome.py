@@ -58,6 +58,19 @@ class MoME(nn.Module):
             e.set_deep_supervision(enabled)
         self.gate.set_deep_supervision(enabled)
 
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self.gate.net.gradient_checkpointing
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Checkpoint every encoder/decoder stage of the experts and the gate (training memory).
+
+        Measured in ``benchmarks/inference.py --train-memory`` and ``docs/performance.md``; outputs and
+        gradients are unchanged, a training step costs about one extra forward pass.
+        """
+        for net in [*self.experts, self.gate.net]:
+            net.set_gradient_checkpointing(enabled)
+
     def forward(self, x: torch.Tensor, *, return_experts: bool = False, return_gates: bool = False,
                 return_bottleneck: bool = False) -> MoMEOutput:
         """Segment ``x`` of shape (B, 1, X, Y, Z); see :class:`MoMEOutput`."""
@@ -67,9 +80,9 @@ class MoME(nn.Module):
             logits, stem = expert.forward_with_features(x)
             expert_logits.append(logits)
             features.append(stem)
-        gate_input = torch.cat([x, *features], dim=1)
         level_shapes = [lvl.shape[2:] for lvl in expert_logits[0]]
-        gates, bottleneck = self.gate(gate_input, level_shapes)
+        # the gate concatenates [x, f_1..f_N] itself (inside its checkpointed first stage when enabled)
+        gates, bottleneck = self.gate([x, *features], level_shapes)
         fused = [fuse(level, [e[i] for e in expert_logits]) for i, level in enumerate(gates)]
         return MoMEOutput(
             logits=fused,
