@@ -59,8 +59,8 @@ def summary_table(res):
     from mome.evaluation.result import METRICS
 
     table = Table(title=f"{res.name}: {len(res.rows)} images")
-    for col in ("selection", "images", "Dice image", "Dice task", "Dice dataset", "HD95 mm", "AVD ml", "lesion F1"):
-        table.add_column(col, justify="left" if col == "selection" else "right")
+    for col in ("subset", "images", "Dice image", "Dice task", "Dice dataset", "HD95 mm", "AVD ml", "lesion F1"):
+        table.add_column(col, justify="left" if col == "subset" else "right", no_wrap=col == "subset")
     for key, seen in (("seen", True), ("unseen", False), ("all", None)):
         n = sum(1 for r in res.rows if seen is None or r.seen == seen)
         if not n:
