@@ -76,11 +76,12 @@ def predict(image_or_path, model=None, *, preprocess: bool = False, **options) -
     img, data, path = load_input(image_or_path)
     predictor, record = make_predictor(model, **options)
     if preprocess:
-        pred, mask, lesion_prob, gate_region = _predict_preprocessed(predictor, img, path)
+        pred, mask, lesion_prob, gate_region, brain = _predict_preprocessed(predictor, img, path)
     else:
         pred = predictor.predict_image(img)
         mask, lesion_prob, gate_region = pred.mask, pred.lesion_probability, data != 0
-    stats = lesion_stats(mask, img.affine, brain_mask=data != 0)
+        brain = gate_region
+    stats = lesion_stats(mask, img.affine, brain_mask=brain)
     if pred.gates is not None:
         stats.update(gate_stats(pred.gates, pred.expert_names, pred.gate_activation, gate_region, pred.mask))
     resolved = record.get("resolved", {})
@@ -178,7 +179,11 @@ def _check_image(img) -> tuple[object, np.ndarray]:
 
 
 def _predict_preprocessed(predictor: Predictor, img, path: Path | None):
-    """MNI pipeline -> predict in MNI space -> mask and probability back on the native grid."""
+    """MNI pipeline -> predict in MNI space -> mask, probability and brain mask back on the native grid.
+
+    Returns:
+        ``(MNI-space prediction, native mask, native lesion probability, MNI brain mask, native brain mask)``.
+    """
     import nibabel as nib
 
     try:
@@ -198,6 +203,7 @@ def _predict_preprocessed(predictor: Predictor, img, path: Path | None):
         pred = predictor.predict_image(mni_img, brain_mask=brain)
         mask = np.asarray(to_native(pred.mask, prep, interpolation="nearest").dataobj)
         prob = np.asarray(to_native(pred.lesion_probability, prep, interpolation="linear").dataobj)
+        native_brain = np.asarray(to_native(brain.astype(np.uint8), prep, interpolation="nearest").dataobj) > 0
     if mask.shape != tuple(img.shape[:3]):
         raise InputError(f"preprocessing mapped the mask to shape {mask.shape}, not the input's {img.shape[:3]}")
-    return pred, (mask > 0.5).astype(np.uint8), prob.astype(np.float32), brain
+    return pred, (mask > 0.5).astype(np.uint8), prob.astype(np.float32), brain, native_brain
