@@ -1,0 +1,51 @@
+"""The Lightning data module: prepared volumes -> reproducible patch batches for this DDP process."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from mome.data.collection import Case
+from mome.training.augment import deep_supervision_scales
+from mome.training.config import TrainConfig
+from mome.training.data import PreparedCase, load_cases
+from mome.training.sampling import EpochSampler, PatchBatches
+
+
+class PatchDataModule(L.LightningDataModule):
+    """Loads the cases once per process (in :meth:`setup`, i.e. after DDP processes exist) and serves
+    :class:`PatchBatches` through a ``DataLoader`` driven by an :class:`EpochSampler`.
+
+    Args:
+        cases: training cases.
+        modalities: the batch modality vocabulary (index = MoME expert).
+        config: the training config (patch, batch, sampling, augmentation, spacing, seed, workers).
+        strides: the network's per-stage strides (for the deep-supervision label scales).
+    """
+
+    def __init__(self, cases: Sequence[Case], modalities: Sequence[str], config: TrainConfig,
+                 strides: Sequence[Sequence[int]]):
+        super().__init__()
+        self.cases = list(cases)
+        self.modalities = list(modalities)
+        self.config = config
+        self.ds_scales = deep_supervision_scales(strides) if config.deep_supervision else None
+        self.prepared: list[PreparedCase] | None = None
+
+    def setup(self, stage: str) -> None:
+        if self.prepared is None:
+            self.prepared = load_cases(self.cases, self.config.spacing_mm, self.config.cache_dir)
+
+    def train_dataloader(self) -> DataLoader:
+        cfg = self.config
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        # without deep supervision only the full-resolution label is needed (scale 1)
+        scales = self.ds_scales if self.ds_scales is not None else [[1.0, 1.0, 1.0]]
+        dataset = PatchBatches(self.prepared, self.modalities, cfg.patch_size, cfg.batch_size, scales,
+                               oversample_foreground=cfg.oversample_foreground, augmentation=cfg.augmentation,
+                               sampling=cfg.sampling, seed=cfg.seed, rank=rank, world_size=world)
+        return DataLoader(dataset, sampler=EpochSampler(cfg.iterations_per_epoch), batch_size=None,
+                          num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
