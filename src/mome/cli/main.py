@@ -27,6 +27,7 @@ from mome.cli import evaluate as _evaluate  # noqa: E402
 from mome.cli import weights as _weights  # noqa: E402
 from mome.cli import predict as _predict  # noqa: E402
 from mome.cli import collection as _collection  # noqa: E402
+from mome.cli import train as _train  # noqa: E402
 from mome.cli import preprocess as _preprocess  # noqa: E402
 from mome.cli import synth as _synth  # noqa: E402
 
@@ -35,6 +36,7 @@ _evaluate.register(app)
 _weights.register(app)
 _predict.register(app)
 _collection.register(app)
+_train.register(app)
 _preprocess.register(app)
 _synth.register(app)
 
