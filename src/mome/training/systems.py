@@ -284,3 +284,6 @@ register_system(SystemSpec("single", "baseline: one U-Net trained on every train
                            "scratch", plan_single))
 register_system(SystemSpec("task-specific", "baseline: one U-Net per dataset x modality (unseen datasets too)",
                            "scratch", plan_task_specific))
+
+# the Multi-Talent and Hermes baselines register themselves (multitalent, hermes)
+import mome.training.baselines  # noqa: E402,F401
