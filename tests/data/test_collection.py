@@ -45,6 +45,7 @@ def good(tmp_path):
 
 
 def _run(monkeypatch, capsys, *args):
+    monkeypatch.setenv("MOME_TCMALLOC", "0")  # run() may otherwise re-exec the interpreter (pytest!)
     monkeypatch.setattr(sys, "argv", ["mome", *map(str, args)])
     with pytest.raises(SystemExit) as exc:
         cli_main.run()
@@ -130,3 +131,10 @@ def test_check_cli_fails_with_one_line(good, monkeypatch, capsys):
     assert code == 1
     last = err.strip().splitlines()[-1]
     assert last.startswith("mome: error: collection 'demo' is invalid: 1 problem(s): case 's2_T1'")
+
+
+def test_load_collection_can_check_files(good):
+    (good.parent / "s1" / "T1.nii.gz").unlink()
+    assert len(load_collection(good)) == 4  # structure only by default
+    with pytest.raises(DataError, match=r"case 's1_T1': image .* does not exist"):
+        load_collection(good, check_files=True)

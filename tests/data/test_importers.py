@@ -221,6 +221,7 @@ def test_csv_import(tmp_path):
 def test_cli_import_nnunet(tmp_path, monkeypatch, capsys):
     src = _nnunet(tmp_path, channels={"0": "DWI", "1": "ADC"}, n_test=0)
     out = tmp_path / "c.json"
+    monkeypatch.setenv("MOME_TCMALLOC", "0")  # run() may otherwise re-exec the interpreter (pytest!)
     monkeypatch.setattr(sys, "argv", ["mome", "collection", "import", "nnunet", str(src), "--out", str(out),
                                       "--dataset", "ISLES", "--lesion-type", "stroke_acute", "--unseen",
                                       "--channel", "1=skip", "--lesion-labels", "1"])

@@ -127,8 +127,18 @@ def parse_case(d: dict, root: Path, where: str) -> Case:
                 seen=bool(d.get("seen", True)), subject=str(d.get("subject") or cid))
 
 
-def load_collection(path: str | os.PathLike) -> Collection:
-    """Read a manifest (structure only; see :func:`mome.data.validate.validate_collection` for files)."""
+def load_collection(path: str | os.PathLike, check_files: bool = False) -> Collection:
+    """Read a manifest.
+
+    Args:
+        path: the manifest, or a folder holding ``collection.json``.
+        check_files: also open every image and label (existence, shape and affine agreement, 0/1
+            labels) with :func:`mome.data.validate.validate_collection`; off by default because reading
+            every label of a large collection takes minutes (``mome collection check`` does it once).
+
+    Raises:
+        DataError: naming the case, for a malformed manifest (and, with ``check_files``, bad files).
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "collection.json"
@@ -147,7 +157,12 @@ def load_collection(path: str | os.PathLike) -> Collection:
         raise DataError(f"collection manifest {path} has duplicate case ids: {', '.join(sorted(dup)[:5])}")
     if not cases:
         raise DataError(f"collection manifest {path} has no cases")
-    return Collection(str(raw.get("name", path.stem)), cases, raw.get("provenance", {}))
+    coll = Collection(str(raw.get("name", path.stem)), cases, raw.get("provenance", {}))
+    if check_files:
+        from mome.data.validate import validate_collection
+
+        validate_collection(coll)
+    return coll
 
 
 def _rel(p: Path, root: Path) -> str:

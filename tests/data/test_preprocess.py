@@ -1,0 +1,210 @@
+"""MNI crop geometry, registration-based preprocessing and the inverse mapping to the native grid."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+
+from mome.cli import main as cli_main
+from mome.data import registration
+from mome.data.mni import (MNI_CROP_OFFSET, MNI_CROP_SHAPE, load_mni_crop, mni_crop_affine, mni_crop_shape,
+                           mni_grid)
+from mome.data.preprocess import PreprocessResult, preprocess, to_native
+from mome.data.registration import RegistrationSettings, mni_points_to_native
+from mome.errors import ConfigError, InputError, OutputExistsError
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "tcga_fg6692_raw"
+# coarse levels only (fixed image downsampled 8x then 4x): enough for a synthetic rigid + scale, ~7 s CPU
+COARSE = RegistrationSettings(iterations=(200, 100), shrink_factors=(8, 4), smoothing_sigmas=(3, 2),
+                              rigid_refinements=0)
+NATIVE_SHAPE = (60, 72, 60)
+
+
+def _run_cli(*args):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOME_TCMALLOC", "0")  # run() may otherwise re-exec the interpreter (pytest!)
+        mp.setattr(sys, "argv", ["mome", *map(str, args)])
+        with pytest.raises(SystemExit) as exc:
+            cli_main.run()
+    return exc.value.code
+
+
+def _dice(a, b):
+    a, b = a > 0, b > 0
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def test_mni_box_holds_the_template_brain():
+    from nilearn import datasets
+
+    shape, affine = mni_grid(1.0)
+    assert shape == MNI_CROP_SHAPE == mni_crop_shape() and np.array_equal(affine, mni_crop_affine())
+    full = datasets.load_mni152_brain_mask(resolution=1)
+    assert load_mni_crop("mask").sum() == full.get_fdata().sum()  # every brain voxel is inside the box
+    # the crop's first voxel is template voxel MNI_CROP_OFFSET (world coordinates agree)
+    assert np.allclose(full.affine @ [*MNI_CROP_OFFSET, 1], affine @ [0, 0, 0, 1])
+    t = load_mni_crop("t1")
+    tfull = datasets.load_mni152_template(resolution=1).get_fdata()
+    x, y, z = MNI_CROP_OFFSET
+    np.testing.assert_allclose(t[:, :, -z:], tfull[x:x + 160, y:y + 196, :160 + z] / tfull.max(), atol=1e-6)
+    # 2 mm keeps the field of view: same world corner, half the voxels
+    shape2, aff2 = mni_grid(2.0)
+    assert shape2 == (80, 98, 80) and load_mni_crop("gm", 2.0).shape == shape2
+    assert np.allclose(aff2 @ [-0.5, -0.5, -0.5, 1], affine @ [-0.5, -0.5, -0.5, 1])
+    with pytest.raises(ConfigError, match="positive"):
+        mni_grid(0)
+    with pytest.raises(ConfigError, match="unknown MNI map"):
+        load_mni_crop("pd")
+
+
+def _moved_template(folder: Path):
+    """The MNI template moved by a known transform onto a 3 mm LAS grid, with a spherical label.
+
+    Returns the native affine, the native->MNI world transform T and the true native brain mask.
+    """
+    rot = Rotation.from_euler("xyz", [8, -5, 6], degrees=True).as_matrix()
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = rot * 1.05, [6, -9, 4]
+    A = np.diag([-3.0, 3.0, 3.0, 1.0])  # LAS: exercises the reorientation
+    A[:3, 3] = [90, -110, -80]
+    idx = np.indices(NATIVE_SHAPE).reshape(3, -1)
+    mni = T[:3, :3] @ (A[:3, :3] @ idx + A[:3, 3:4]) + T[:3, 3:4]
+    vox = np.linalg.inv(mni_crop_affine()) @ np.vstack([mni, np.ones(mni.shape[1])])
+    img = ndimage.map_coordinates(load_mni_crop("t1"), vox[:3], order=1).reshape(NATIVE_SHAPE)
+    brain = ndimage.map_coordinates(load_mni_crop("mask"), vox[:3], order=0).reshape(NATIVE_SHAPE)
+    ii = np.indices(NATIVE_SHAPE)
+    label = (((ii - np.array([30, 40, 35])[:, None, None, None]) ** 2).sum(0) <= 36).astype(np.uint8)
+    nib.save(nib.Nifti1Image(img.astype(np.float32), A), str(folder / "scan.nii.gz"))
+    nib.save(nib.Nifti1Image(label, A), str(folder / "label.nii.gz"))
+    return A, T, brain, label
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """`mome preprocess --fast` on the moved template (FAST patched to coarse settings for speed)."""
+    folder = tmp_path_factory.mktemp("pre")
+    A, T, brain, label = _moved_template(folder)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(registration, "FAST", COARSE)
+        code = _run_cli("preprocess", "-i", folder / "scan.nii.gz", "-o", folder / "out",
+                        "--label", folder / "label.nii.gz", "--fast")
+    assert code in (0, None)
+    return folder, A, T, brain, label, PreprocessResult.load(folder / "out")
+
+
+def test_preprocess_recovers_known_geometry(synthetic):
+    folder, A, T, brain, label, res = synthetic
+    # MNI brain points land where the known transform puts them in native space
+    pts = np.argwhere(load_mni_crop("mask"))[::5000]
+    pts_mm = (mni_crop_affine() @ np.c_[pts, np.ones(len(pts))].T)[:3].T
+    expected = (np.linalg.inv(T) @ np.c_[pts_mm, np.ones(len(pts))].T)[:3].T
+    err = np.linalg.norm(mni_points_to_native(pts_mm, res.transform_path) - expected, axis=1)
+    print(f"synthetic: point error {err.mean():.2f} mm mean, {err.max():.2f} mm max; "
+          f"NCC {res.ncc_before:.3f} -> {res.ncc_after:.3f}")
+    assert err.mean() < 1.5 and err.max() < 3.0, (err.mean(), err.max())
+    assert res.ncc_before < 0.5 < 0.9 < res.ncc_after
+    img = nib.load(str(res.image_path))
+    assert img.shape == MNI_CROP_SHAPE and np.allclose(img.affine, mni_crop_affine())
+    assert img.header.get_xyzt_units()[0] == "mm"
+    # template brain mask mapped back onto the scan's grid matches the true brain
+    back = to_native(load_mni_crop("mask"), res)
+    assert back.shape == NATIVE_SHAPE and np.array_equal(back.affine, A) and back.get_data_dtype() == np.uint8
+    print(f"synthetic: brain mask Dice after MNI -> native {_dice(back.get_fdata(), brain):.3f}")
+    assert _dice(back.get_fdata(), brain) > 0.95
+
+
+def test_label_round_trip_and_brain_mask(synthetic):
+    folder, A, T, brain, label, res = synthetic
+    lab_mni = nib.load(str(res.label_path)).get_fdata()
+    mask_mni = nib.load(str(res.brain_mask_path)).get_fdata()
+    assert np.all(mask_mni[lab_mni > 0] == 1)  # brain mask = template mask united with the label
+    # 3 mm voxels, scale 1.05: the label's volume in MNI is ~1.05^3 times its native volume
+    assert lab_mni.sum() / 1000 == pytest.approx(label.sum() * 27 / 1000 * 1.05 ** 3, rel=0.1)
+    for interp in ("nearest", "linear"):
+        back = to_native(res.label_path, folder / "out", interpolation=interp).get_fdata()
+        assert abs(back.sum() - label.sum()) / label.sum() < 0.05 and _dice(back, label) > 0.9
+    prob = to_native(ndimage.gaussian_filter(lab_mni, 1.0), res, "linear", threshold=None)
+    assert prob.get_data_dtype() == np.float32 and 0 < prob.get_fdata().max() <= 1
+    rec = json.loads(res.record_path.read_text())
+    assert rec["native"]["shape"] == list(NATIVE_SHAPE) and rec["native"]["orientation"] == "LAS"
+    assert rec["registration"]["settings"]["shrink_factors"] == [8, 4] and rec["seed"] == 0
+    assert rec["versions"]["antspyx"] != "not installed"
+
+
+def test_cli_to_native(synthetic, tmp_path):
+    folder, A, T, brain, label, res = synthetic
+    out = tmp_path / "lesion_native.nii.gz"
+    assert _run_cli("to-native", "-i", res.label_path, "-p", res.out_dir, "-o", out) in (0, None)
+    img = nib.load(str(out))
+    assert np.array_equal(img.affine, A) and _dice(img.get_fdata(), label) > 0.9
+    assert _run_cli("to-native", "-i", res.label_path, "-p", res.out_dir, "-o", out) == 1  # exists
+
+
+def test_preprocess_bad_inputs_write_nothing(tmp_path):
+    A = np.diag([2.0, 2.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((10, 11, 12)).astype(np.float32), A),
+             str(tmp_path / "scan.nii.gz"))
+    lab = np.zeros((10, 11, 12), np.uint8)
+    lab[2, 2, 2], lab[3, 3, 3] = 1, 2
+    nib.save(nib.Nifti1Image(lab, A), str(tmp_path / "multi.nii.gz"))
+    nib.save(nib.Nifti1Image(lab[:, :, :5], A), str(tmp_path / "small.nii.gz"))
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"label .*multi.nii.gz is not binary \(values 0, 1, 2\)"):
+        preprocess(tmp_path / "scan.nii.gz", out, tmp_path / "multi.nii.gz")
+    with pytest.raises(InputError, match=r"has shape \(10, 11, 5\) but image .* has \(10, 11, 12\)"):
+        preprocess(tmp_path / "scan.nii.gz", out, tmp_path / "small.nii.gz")
+    with pytest.raises(InputError, match="does not exist"):
+        preprocess(tmp_path / "nope.nii.gz", out)
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["multi.nii.gz", "scan.nii.gz",
+                                                                               "small.nii.gz"]
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        preprocess(tmp_path / "scan.nii.gz", out)
+    assert _run_cli("preprocess", "-i", tmp_path / "scan.nii.gz", "-o", out) == 1
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    with pytest.raises(InputError, match="not a preprocessing folder"):
+        to_native(np.zeros(MNI_CROP_SHAPE), out)
+
+
+def test_to_native_rejects_masks_off_the_crop(synthetic, tmp_path):
+    res = synthetic[-1]
+    with pytest.raises(InputError, match="expected the MNI crop shape"):
+        to_native(np.zeros((80, 98, 80)), res)
+    nib.save(nib.Nifti1Image(np.zeros(MNI_CROP_SHAPE, np.uint8), np.eye(4)), str(tmp_path / "m.nii.gz"))
+    with pytest.raises(InputError, match="is not on mome's MNI crop"):
+        to_native(tmp_path / "m.nii.gz", res)
+    with pytest.raises(InputError, match="interpolation 'cubic'"):
+        to_native(np.zeros(MNI_CROP_SHAPE), res, interpolation="cubic")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL / "t1.nii.gz").is_file(), reason=f"real data not available at {REAL}")
+def test_real_skull_on_scan(tmp_path):
+    """TCGA-FG-6692 T1 (skull on, 5.5 mm slices): registration helps clearly; masks survive the round trip."""
+    scan = nib.load(str(REAL / "t1.nii.gz"))
+    # a 25 mm-radius ellipsoid in native voxels around the scan centre (anisotropic voxels)
+    zooms = np.array(scan.header.get_zooms()[:3])
+    ii = np.indices(scan.shape[:3]).astype(float)
+    centre = (np.array(scan.shape[:3]) - 1) / 2
+    label = ((((ii - centre[:, None, None, None]) * zooms[:, None, None, None]) ** 2).sum(0) <= 25 ** 2)
+    nib.save(nib.Nifti1Image(label.astype(np.uint8), scan.affine, scan.header), str(tmp_path / "mask.nii.gz"))
+    t0 = time.perf_counter()
+    res = preprocess(REAL / "t1.nii.gz", tmp_path / "out", tmp_path / "mask.nii.gz")
+    seconds = time.perf_counter() - t0
+    print(f"real T1: NCC {res.ncc_before:.3f} -> {res.ncc_after:.3f}, preprocess {seconds:.0f} s")
+    assert res.ncc_after > res.ncc_before + 0.1
+    back = to_native(res.label_path, res)
+    assert back.shape == scan.shape and np.array_equal(back.affine, scan.affine)
+    vol_native, vol_back = label.sum(), back.get_fdata().sum()
+    print(f"mask volume {vol_native * zooms.prod() / 1000:.1f} ml native, {vol_back * zooms.prod() / 1000:.1f} ml "
+          "after MNI and back")
+    assert abs(vol_back - vol_native) / vol_native < 0.05
