@@ -42,8 +42,8 @@ ClipOpt = Annotated[Optional[str], typer.Option(
     "--grad-clip", help="clip gradient norm 12 over: all (nnU-Net, default), gate (released MoME), none")]
 WorkersOpt = Annotated[Optional[int], typer.Option("--num-workers", help="DataLoader workers (default 0)")]
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="keep prepared volumes as .npy here")]
-DevicesOpt = Annotated[int, typer.Option("--devices", help="processes for DDP when not under torchrun")]
-AccelOpt = Annotated[str, typer.Option("--accelerator", help="auto, cpu or gpu")]
+AccelOpt = Annotated[str, typer.Option(
+    "--accelerator", help="auto, cpu or gpu (several processes: launch with torchrun --nproc_per_node=N)")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch CPU threads per process")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="show the progress bar")]
 ExpertsOpt = Annotated[Optional[Path], typer.Option("--experts", help="stage-1 run folder (mome train experts)")]
@@ -67,7 +67,7 @@ def experts(collection: CollectionOpt, out: OutOpt, preset: PresetOpt = None, se
             iterations: ItersOpt = None, batch_size: BatchOpt = None, patch_size: PatchOpt = None, lr: LrOpt = None,
             modalities: ModalitiesOpt = None, sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False,
             augmentation: AugmentOpt = None, grad_clip: ClipOpt = None, num_workers: WorkersOpt = None,
-            cache_dir: CacheOpt = None, devices: DevicesOpt = 1, accelerator: AccelOpt = "auto",
+            cache_dir: CacheOpt = None, accelerator: AccelOpt = "auto",
             threads: ThreadsOpt = None, progress: ProgressOpt = True) -> None:
     """Stage 1: one expert U-Net per modality, each on all training images of its modality."""
     _train("experts", **locals())
@@ -80,7 +80,7 @@ def mome(collection: CollectionOpt, out: OutOpt, experts: ExpertsOpt = None, pre
          patch_size: PatchOpt = None, lr: LrOpt = None, modalities: ModalitiesOpt = None,
          sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False, augmentation: AugmentOpt = None,
          grad_clip: ClipOpt = None, num_workers: WorkersOpt = None, cache_dir: CacheOpt = None,
-         devices: DevicesOpt = 1, accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
+         accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
          progress: ProgressOpt = True, expert_weights: ExpertWeightsOpt = "final",
          reinit_expert_heads: ReinitOpt = False, gate_type: GateTypeOpt = None, gate_activation: GateActOpt = None,
          curriculum: CurriculumOpt = None) -> None:
@@ -96,13 +96,14 @@ def system(name: Annotated[str, typer.Argument(help="a system of `mome train lis
            patch_size: PatchOpt = None, lr: LrOpt = None, modalities: ModalitiesOpt = None,
            sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False, augmentation: AugmentOpt = None,
            grad_clip: ClipOpt = None, num_workers: WorkersOpt = None, cache_dir: CacheOpt = None,
-           devices: DevicesOpt = 1, accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
+           accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
            progress: ProgressOpt = True, expert_weights: ExpertWeightsOpt = "final",
            reinit_expert_heads: ReinitOpt = False, gate_type: GateTypeOpt = None, gate_activation: GateActOpt = None,
            curriculum: CurriculumOpt = None) -> None:
     """Train any registered system by name (ablations: no-curriculum, basic-gate, random-experts;
     baselines: single, task-specific; and experts / mome)."""
-    _train(name, **locals())
+    options = locals()
+    _train(options.pop("name"), **options)
 
 
 @train_app.command("list")
@@ -125,7 +126,7 @@ def list_systems() -> None:
         console.print(f"preset [bold]{name}[/bold]: {text}")
 
 
-def _train(name: str, collection: Path, out: Path, overwrite: bool, devices: int, accelerator: str,
+def _train(name: str, collection: Path, out: Path, overwrite: bool, accelerator: str,
            threads: Optional[int], progress: bool, balanced_sampling: bool, modalities: Optional[str],
            patch_size: Optional[str], experts: Optional[Path] = None, expert_weights: str = "final",
            reinit_expert_heads: bool = False, gate_type: Optional[str] = None,
@@ -159,7 +160,7 @@ def _train(name: str, collection: Path, out: Path, overwrite: bool, devices: int
     train_system(name, collection, out, preset=preset, overrides=overrides, model_overrides=model_overrides,
                  options=SystemOptions(experts=None if experts is None else str(experts),
                                        expert_weights=expert_weights, reinit_expert_heads=reinit_expert_heads),
-                 overwrite=overwrite, accelerator=accelerator, devices=devices, progress=progress,
+                 overwrite=overwrite, accelerator=accelerator, progress=progress,
                  log=lambda msg: console.print(msg, highlight=False))
 
 

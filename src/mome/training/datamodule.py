@@ -42,10 +42,12 @@ class PatchDataModule(L.LightningDataModule):
         cfg = self.config
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        # the epoch the fit loop will run first (after a checkpoint restore, the resumed one)
+        epoch = trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
         # without deep supervision only the full-resolution label is needed (scale 1)
         scales = self.ds_scales if self.ds_scales is not None else [[1.0, 1.0, 1.0]]
         dataset = PatchBatches(self.prepared, self.modalities, cfg.patch_size, cfg.batch_size, scales,
                                oversample_foreground=cfg.oversample_foreground, augmentation=cfg.augmentation,
                                sampling=cfg.sampling, seed=cfg.seed, rank=rank, world_size=world)
-        return DataLoader(dataset, sampler=EpochSampler(cfg.iterations_per_epoch), batch_size=None,
+        return DataLoader(dataset, sampler=EpochSampler(cfg.iterations_per_epoch, epoch), batch_size=None,
                           num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)

@@ -38,11 +38,17 @@ def forced_foreground(position: int, batch_size: int, oversample: float) -> bool
 
 
 class EpochSampler(Sampler):
-    """Yields ``(epoch, index)`` for ``index`` in ``range(iterations)``; Lightning sets the epoch."""
+    """Yields ``(epoch, index)`` for ``index`` in ``range(iterations)``; Lightning sets the epoch.
 
-    def __init__(self, iterations: int):
+    Args:
+        iterations: batches per epoch.
+        epoch: the first epoch. Lightning creates the first epoch's iterator before it calls
+            ``set_epoch``, so a resumed run must start the sampler at its resumed epoch.
+    """
+
+    def __init__(self, iterations: int, epoch: int = 0):
         self.iterations = int(iterations)
-        self.epoch = 0
+        self.epoch = int(epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

@@ -7,9 +7,9 @@ ends with the same number of optimizer steps as an uninterrupted one. That check
 because it is our own file in the user's own run folder. Weights given by users (stage-1 experts) are
 only ever read from safetensors model folders.
 
-DDP: ``torchrun --nproc_per_node=N -m mome.cli.main train ...`` (CPU: gloo, GPU: nccl), or
-``--devices N`` to let Lightning start the processes. ``batch_size`` is the global batch, split over
-the processes as nnU-Net splits it.
+DDP: ``torchrun --nproc_per_node=N -m mome.cli.main train ...`` (CPU: gloo, GPU: nccl; one process
+per GPU). ``batch_size`` is the global batch, split over the processes as nnU-Net splits it. Every
+process runs the same command; only global rank 0 writes to the run folder.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from mome.data.collection import Collection, load_collection
 from mome.errors import CheckpointError, ConfigError, DataError, MomeError
 from mome.model.config import MoMEConfig, config_from_dict, config_to_dict
 from mome.training.config import TrainConfig, get_train_config
-from mome.training.run_folder import (CHECKPOINT, RUN_FILE, STATUS_FILE, clear_member, member_state,
+from mome.training.run_folder import (CHECKPOINT, RUN_FILE, STATUS_FILE, clear_member, is_rank_zero, member_state,
                                       prepare_run_folder, read_json, write_json)
 from mome.training.systems import Member, PlanContext, SystemOptions, SystemSpec, get_system
 
@@ -90,7 +90,7 @@ def read_experts_run(folder: Path) -> dict:
 def train_system(name: str, collection: Collection | str | os.PathLike, out: str | os.PathLike, *,
                  preset: str | None = None, overrides: dict | None = None, model_overrides: dict | None = None,
                  options: SystemOptions | None = None, overwrite: bool = False, accelerator: str = "auto",
-                 devices: int = 1, progress: bool = True, log: Callable[[str], None] = print) -> Path:
+                 progress: bool = True, log: Callable[[str], None] = print) -> Path:
     """Train system ``name`` (see :mod:`mome.training.systems`) and return the run folder.
 
     Args:
@@ -102,7 +102,7 @@ def train_system(name: str, collection: Collection | str | os.PathLike, out: str
         model_overrides: MoMEConfig fields (``modalities``, ``gate_type``, ``gate_activation``).
         options: :class:`SystemOptions` (``experts`` folder, ``reinit_expert_heads``...).
         overwrite: replace a finished or different run in ``out``.
-        accelerator, devices: Lightning's (``auto``/``cpu``/``gpu``; processes when not under torchrun).
+        accelerator: Lightning's ``auto``, ``cpu`` or ``gpu`` (one device per process; see DDP above).
         progress: show Lightning's progress bar.
         log: where one-line status messages go.
 
@@ -114,6 +114,8 @@ def train_system(name: str, collection: Collection | str | os.PathLike, out: str
     """
     spec = get_system(name)
     options = options or SystemOptions()
+    if not is_rank_zero():
+        log = _silent
     if not isinstance(collection, Collection):
         collection = load_collection(collection)
     if not collection.cases:
@@ -137,7 +139,7 @@ def train_system(name: str, collection: Collection | str | os.PathLike, out: str
     write_json(out / RUN_FILE, record)
     log(f"{spec.name}: {len(members)} network(s) to train into {out}")
     for index, member in enumerate(members):
-        train_member(out, spec, ctx, member, index, fingerprint, accelerator=accelerator, devices=devices,
+        train_member(out, spec, ctx, member, index, fingerprint, accelerator=accelerator, overwrite=overwrite,
                      progress=progress, log=log)
     write_json(out / RUN_FILE, {**record, "finished": True})
     log(f"{spec.name}: finished; run folder {out}")
@@ -145,7 +147,7 @@ def train_system(name: str, collection: Collection | str | os.PathLike, out: str
 
 
 def train_member(out: Path, spec: SystemSpec, ctx: PlanContext, member: Member, index: int, fingerprint: dict, *,
-                 accelerator: str, devices: int, progress: bool, log: Callable[[str], None]) -> None:
+                 accelerator: str, overwrite: bool, progress: bool, log: Callable[[str], None]) -> None:
     """Train (or resume, or skip when finished) one member network into its folder."""
     import lightning as L
 
@@ -158,7 +160,8 @@ def train_member(out: Path, spec: SystemSpec, ctx: PlanContext, member: Member, 
     folder = out / member.key if member.key else out
     config = ctx.config.replace(seed=ctx.config.seed + index)
     member_fp = {**fingerprint, "member": member.key, "seed": config.seed}
-    state = member_state(folder, member_fp)
+    # with --overwrite rank 0 has just deleted the folder: every process must start fresh, whatever it read
+    state = "fresh" if overwrite else member_state(folder, member_fp)
     label = member.key or spec.name
     if state == "finished":
         log(f"{label}: already finished, skipped")
@@ -192,7 +195,7 @@ def train_member(out: Path, spec: SystemSpec, ctx: PlanContext, member: Member, 
                             callbacks=[epoch_log, checkpoint], enable_model_summary=False, num_sanity_val_steps=0,
                             use_distributed_sampler=False, default_root_dir=str(folder),
                             enable_progress_bar=progress, log_every_n_steps=1, benchmark=False,
-                            **_topology(accelerator, devices))
+                            **_topology(accelerator))
     data = PatchDataModule(member.cases, member.modalities, config, ctx.model_config.expert.stride_triples())
     module = TrainingModule(network, member.objective, config)
     t0 = time.perf_counter()
@@ -229,8 +232,8 @@ def _quiet_lightning():
             lg.setLevel(level)
 
 
-def _topology(accelerator: str, devices: int) -> dict:
-    """Trainer arguments for one process, Lightning-launched processes, or a torchrun launch."""
+def _topology(accelerator: str) -> dict:
+    """Trainer arguments for one process or for a torchrun launch (one device per process)."""
     from lightning.pytorch.strategies import DDPStrategy
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -240,11 +243,11 @@ def _topology(accelerator: str, devices: int) -> dict:
         backend = "nccl" if accel == "gpu" else "gloo"
         return {"accelerator": accel, "devices": local, "num_nodes": world // local,
                 "strategy": DDPStrategy(process_group_backend=backend)}
-    if devices > 1:
-        accel = accelerator if accelerator != "auto" else ("gpu" if _cuda() else "cpu")
-        backend = "nccl" if accel == "gpu" else "gloo"
-        return {"accelerator": accel, "devices": devices, "strategy": DDPStrategy(process_group_backend=backend)}
     return {"accelerator": accelerator, "devices": 1}
+
+
+def _silent(message: str) -> None:
+    """Status messages of processes other than rank 0 are dropped."""
 
 
 def _cuda() -> bool:
