@@ -186,8 +186,8 @@ def preprocess(image_path: str | os.PathLike, out_dir: str | os.PathLike, label_
             mni={"shape": list(mni_crop_shape(1.0)), "affine": crop_aff.tolist(), "box_origin_mm": MNI_BOX_ORIGIN_MM,
                  "template": "nilearn MNI152 2009 1 mm (skull-stripped)",
                  "label_volume_ml": None if label_mni is None else float(label_mni.sum() / 1000)},
-            registration={"recipe": "rigid, rigid on template-masked scan, affine on template-masked scan "
-                                    "(antspyx)", "settings": settings.to_dict(), "ncc_before": reg.ncc_before,
+            registration={"recipe": f"rigid, {settings.rigid_refinements} rigid pass(es) on the template-masked "
+                                    f"scan, {settings.final_transform} on the template-masked scan (antspyx)", "settings": settings.to_dict(), "ncc_before": reg.ncc_before,
                           "ncc_after": reg.ncc_after, "seconds": reg.seconds},
             brain_mask="MNI152 template brain mask" + (" united with the label" if label is not None else ""),
             files={"image": IMAGE, "brain_mask": BRAIN_MASK, "label": None if label is None else LABEL,

@@ -3,9 +3,15 @@
 Recipe (measured, see ``design.md``): a plain affine registration of a skull-on scan to the skull-stripped
 template shrinks the head onto the brain. So: (1) rigid registration of the whole scan; (2) the template
 brain mask, eroded by 3 voxels, is pulled back into native space with the inverse rigid transform and
-multiplies the scan (a rough skull strip); (3) affine registration of that masked scan, starting from
-the rigid result. The final transform is one ANTs affine ``.mat`` (ANTs collapses the initial rigid into
-it) that maps MNI points to native points, i.e. it resamples native images onto the MNI grid.
+multiplies the scan (a rough skull strip); (2b) one more rigid pass on that stripped scan, and a new
+strip with it; (3) affine registration of the stripped scan, starting from the rigid result. The final
+transform is one ANTs affine ``.mat`` (ANTs collapses the initial rigid into it) that maps MNI points
+to native points, i.e. it resamples native images onto the MNI grid.
+
+Measured on TCGA-FG-6692 T1 (skull on, 5.5 mm slices; NCC with the template in its brain mask,
+unregistered 0.06; FAST settings, 2 shared cores): without step 2b, 4 of ~12 runs ended in a poor
+optimum (NCC 0.08-0.17 instead of 0.28-0.31); with it, 4 runs gave 0.22-0.30. ANTs' metric sampling
+is random and multithreaded, so repeated runs differ slightly even with a fixed seed.
 
 Images are handed to ANTs as arrays with their geometry converted from nibabel's affine (RAS) to ITK's
 origin / spacing / direction (LPS), so nibabel and ITK can never disagree about a file's qform and sform.
@@ -22,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mome.data.mni import load_mni_crop, mni_crop_affine, mni_crop_shape
-from mome.errors import InputError
+from mome.errors import ConfigError, InputError
 
 _LPS = np.diag([-1.0, -1.0, 1.0])
 MAX_SHEAR_MM = 0.5
@@ -41,6 +47,8 @@ class RegistrationSettings:
         sampling_rate: fraction of voxels sampled by the metric.
         mask_erosion_voxels: erosion of the template brain mask before it skull-strips the scan.
         rigid_refinements: extra rigid passes on the scan skull-stripped by the previous pass.
+        final_transform: ``Affine`` (12 parameters, the paper's choice) or ``Similarity`` (rigid +
+            isotropic scale; steadier on scans whose field of view cuts the brain).
         random_seed: seed of ANTs' metric sampling (recorded with the result).
     """
 
@@ -51,6 +59,7 @@ class RegistrationSettings:
     sampling_rate: float = 0.2
     mask_erosion_voxels: int = 3
     rigid_refinements: int = 1
+    final_transform: str = "Affine"
     random_seed: int = 0
 
     def to_dict(self) -> dict:
@@ -171,7 +180,9 @@ def register_to_mni(array: np.ndarray, affine: np.ndarray, workdir: Path,
     for i in range(settings.rigid_refinements):
         rigid = _register(fixed, strip(rigid), "Rigid", workdir / f"rigid{i + 2}_", settings, initial=rigid)[
             "fwdtransforms"][0]
-    aff = _register(fixed, strip(rigid), "Affine", workdir / "affine_", settings, initial=rigid)
+    if settings.final_transform not in ("Affine", "Similarity"):
+        raise ConfigError(f"final_transform {settings.final_transform!r}; expected 'Affine' or 'Similarity'")
+    aff = _register(fixed, strip(rigid), settings.final_transform, workdir / "affine_", settings, initial=rigid)
     seconds = time.perf_counter() - t0
     transform = Path(aff["fwdtransforms"][0])
     after = warp_to_mni(array, affine, transform, "linear")
