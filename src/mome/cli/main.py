@@ -17,8 +17,14 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    no_tcmalloc: bool = typer.Option(
+        False, "--no-tcmalloc",
+        help="do not re-run with tcmalloc preloaded (default: preloaded when installed; faster on CPU; "
+             "also MOME_TCMALLOC=0)"),
+) -> None:
     """MoME: universal brain-lesion segmentation with a Mixture of Modality Experts."""
+    # the flag is acted on in run(), before any heavy import; it is declared here for --help
 
 
 # Command groups register themselves here (one import + one line each).
@@ -43,6 +49,9 @@ _synth.register(app)
 
 def run() -> None:
     """Console-script entry: run the app, turning user errors into a one-line message."""
+    from mome.utils.tcmalloc import reexec_with_tcmalloc
+
+    reexec_with_tcmalloc()  # returns when tcmalloc is loaded already, disabled or not installed
     from mome.errors import MomeError
 
     try:

@@ -4,8 +4,9 @@ The :class:`Predictor` wraps a trained network (a :class:`~mome.model.MoME`, or 
 whose forward returns logits or a list of logits, highest resolution first) and turns one 3D image
 into class probabilities on the image's own voxel grid, plus the gate's weight maps for a MoME.
 
-Performance options of later work (channels-last, expert skipping, batched experts...) plug into
-:meth:`Predictor._network`, the one place the network is called.
+Performance options (bf16, channels-last, one whole-volume window, gate-guided expert skipping) are
+implemented in :mod:`mome.inference.acceleration` and plug into :meth:`Predictor._network`, the one
+place the network is called; their measured cost and gain are in ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from mome.data.intensity import zscore_in_brain
 from mome.errors import ConfigError, InputError
+from mome.inference.acceleration import check_skip_options, staged_mome_forward, to_channels_last
 from mome.inference.geometry import (
     Reorientation, needs_resampling, pad_to_multiple, resample, resampled_shape, voxel_spacing,
 )
@@ -93,7 +95,9 @@ class Predictor:
         device: ``auto`` (CUDA if available, else CPU), ``cpu`` or ``cuda``.
         patch_size: sliding-window size in voxels (x, y, z); default 128^3 for paper-size networks,
             else 64^3. Must be a multiple of the network divisor. Windows are shrunk to the (padded)
-            image where it is smaller.
+            image where it is smaller. ``"whole"``: one window over the whole volume padded to the
+            network divisor (about 4x fewer voxels than 128^3 windows at overlap 0.5 on a 160x196x160
+            MNI crop; memory grows with the volume).
         spacing_mm: the voxel spacing (mm) the model was trained at; an input whose spacing differs by
             more than ``spacing_tolerance`` on any axis is resampled to it for the network and the
             result resampled back. ``None``: never resample.
@@ -104,13 +108,20 @@ class Predictor:
         gates: also return the gate weight maps of a MoME (costs N x C volumes of memory).
         spacing_tolerance: relative spacing difference that triggers resampling.
         progress: show MONAI's per-window progress bar.
+        channels_last: run the network in ``channels_last_3d`` memory format (measured slower for
+            paper-size U-Nets on CPU; see ``docs/performance.md``).
+        skip_experts: gate-guided expert skipping (MoME only): per window, the gate runs first and
+            experts whose share of the gate weight is below this fraction are not run (0 = off).
+        max_experts: run at most this many experts per window, largest gate shares first (MoME only;
+            ``None`` = no limit).
     """
 
     def __init__(self, model: torch.nn.Module, *, device: str | torch.device = "auto",
                  patch_size: tuple[int, int, int] | list[int] | int | None = None,
                  spacing_mm: tuple[float, float, float] | list[float] | None = None, overlap: float = 0.5,
                  tta: bool = False, precision: str = "fp32", sw_batch_size: int = 1, gates: bool = True,
-                 spacing_tolerance: float = 0.1, progress: bool = False):
+                 spacing_tolerance: float = 0.1, progress: bool = False, channels_last: bool = False,
+                 skip_experts: float = 0.0, max_experts: int | None = None):
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         if not 0.0 <= overlap < 1.0:
@@ -123,7 +134,9 @@ class Predictor:
             self.model.set_deep_supervision(False)
         cfg = _unet_config(model)
         self.divisor = cfg.divisor() if cfg is not None else (1, 1, 1)
-        self.patch_size = _check_patch(patch_size or default_patch_size(model), self.divisor)
+        self.whole_volume = isinstance(patch_size, str) and patch_size.lower() == "whole"
+        self.patch_size = None if self.whole_volume else _check_patch(patch_size or default_patch_size(model),
+                                                                     self.divisor)
         self.spacing_mm = None if spacing_mm is None else _triple_float(spacing_mm, "spacing_mm")
         self.overlap = float(overlap)
         self.tta = bool(tta)
@@ -135,6 +148,15 @@ class Predictor:
         self.is_mome = hasattr(config, "n_experts") and hasattr(config, "gate_activation")
         self.return_gates = bool(gates) and self.is_mome
         self.record: dict = {}  # the model folder's config.json when built by from_record/from_name
+        check_skip_options(skip_experts, max_experts)
+        self.skip_experts = float(skip_experts)
+        self.max_experts = None if max_experts is None else int(max_experts)
+        self.staged = self.is_mome and (self.skip_experts > 0 or self.max_experts is not None)
+        self.experts_run: list[int] = []  # per expert: network calls in which it ran (staged forward only)
+        self.network_calls = 0
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            to_channels_last(self.model)
 
     @classmethod
     def from_record(cls, model: torch.nn.Module, record: dict | None, **options) -> "Predictor":
@@ -210,10 +232,14 @@ class Predictor:
             logits = resample(logits, shape)
             gates = None if gates is None else resample(gates, shape)
         probabilities = torch.softmax(logits, dim=0).numpy().astype(np.float32, copy=False)
-        info = {"device": str(self.device), "patch_size": list(self.patch_size), "overlap": self.overlap,
-                "tta": self.tta, "precision": self.precision, "input_spacing_mm": list(spacing),
+        info = {"device": str(self.device), "patch_size": "whole" if self.whole_volume else list(self.patch_size),
+                "overlap": self.overlap, "tta": self.tta, "precision": self.precision,
+                "channels_last": self.channels_last, "input_spacing_mm": list(spacing),
                 "model_spacing_mm": None if self.spacing_mm is None else list(self.spacing_mm),
                 "resampled": resampled}
+        if self.staged:
+            info.update(skip_experts=self.skip_experts, max_experts=self.max_experts,
+                        expert_calls=list(self.experts_run), network_calls=self.network_calls)
         if gates is None:
             return Prediction(probabilities, info=info)
         cfg = self.model.config
@@ -228,7 +254,13 @@ class Predictor:
         from monai.inferers import sliding_window_inference
 
         padded, crop = pad_to_multiple(volume[None, None].to(self.device), self.divisor)
-        roi = tuple(min(p, s) for p, s in zip(self.patch_size, padded.shape[2:]))
+        if self.whole_volume:
+            roi = tuple(padded.shape[2:])
+        else:
+            roi = tuple(min(p, s) for p, s in zip(self.patch_size, padded.shape[2:]))
+        if self.staged:
+            self.experts_run = [0] * self.model.config.n_experts
+            self.network_calls = 0
         out = sliding_window_inference(
             padded, roi_size=roi, sw_batch_size=self.sw_batch_size, predictor=self._window,
             overlap=self.overlap, mode="gaussian", sigma_scale=0.125, progress=self.progress,
@@ -250,7 +282,11 @@ class Predictor:
 
     def _network(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Run the network on (B, 1, X, Y, Z): [full-resolution logits, gates as (B, N*C, ...) when asked]."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            if self.staged:
+                return self._staged(x)
             out = self.model(x, return_gates=True) if self.return_gates else self.model(x)
         if self.return_gates:
             g = out.gates[0]
@@ -259,6 +295,18 @@ class Predictor:
         if isinstance(logits, (list, tuple)):
             logits = logits[0]
         return [logits.float()]
+
+
+    def _staged(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Gate-first MoME forward with expert skipping; counts which experts ran."""
+        out = staged_mome_forward(self.model, x, skip_below=self.skip_experts, max_experts=self.max_experts)
+        self.network_calls += 1
+        for i in out.kept:
+            self.experts_run[i] += 1
+        if not self.return_gates:
+            return [out.logits.float()]
+        g = out.gates
+        return [out.logits.float(), g.reshape(g.shape[0], -1, *g.shape[3:]).float()]
 
 
 def _crop(t: torch.Tensor, crop: tuple[slice, ...]) -> torch.Tensor:

@@ -1,0 +1,43 @@
+"""The CLI's tcmalloc preload decision (no process is re-executed here)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from mome.utils import tcmalloc
+
+LIB = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is Linux-only")
+
+
+@linux_only
+def test_plan_preloads_when_available():
+    env = tcmalloc.preload_plan(["mome", "predict"], {"PATH": "/bin"}, LIB)
+    assert env["LD_PRELOAD"] == LIB and env["PATH"] == "/bin" and env[tcmalloc._GUARD] == "1"
+
+
+@linux_only
+def test_plan_keeps_an_existing_preload():
+    env = tcmalloc.preload_plan(["mome"], {"LD_PRELOAD": "/x/libfoo.so"}, LIB)
+    assert env["LD_PRELOAD"] == f"{LIB}:/x/libfoo.so"
+
+
+@pytest.mark.parametrize("argv,env,lib", [
+    (["mome", "--no-tcmalloc", "predict"], {}, LIB),
+    (["mome"], {"MOME_TCMALLOC": "0"}, LIB),
+    (["mome"], {"MOME_TCMALLOC": "off"}, LIB),
+    (["mome"], {"LD_PRELOAD": "/usr/lib/libtcmalloc.so.4"}, LIB),
+    (["mome"], {tcmalloc._GUARD: "1"}, LIB),
+    (["mome"], {}, None),
+])
+def test_plan_does_nothing(argv, env, lib):
+    assert tcmalloc.preload_plan(argv, env, lib) is None
+
+
+def test_find_tcmalloc_in_given_folders(tmp_path):
+    (tmp_path / "libtcmalloc_minimal.so.4").write_bytes(b"")
+    assert tcmalloc.find_tcmalloc([tmp_path]) == str(tmp_path / "libtcmalloc_minimal.so.4")
+    found = tcmalloc.find_tcmalloc([tmp_path / "missing"])
+    assert found is None or "tcmalloc" in found  # may still be found by ldconfig on this machine
