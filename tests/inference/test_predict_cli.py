@@ -20,6 +20,8 @@ from inference_helpers import SHAPE, brain_image, constant_gate_mome, oblique_af
 
 
 def mome_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    # run() may re-execute the process with tcmalloc preloaded: inside pytest that would restart pytest
+    monkeypatch.setenv("MOME_TCMALLOC", "0")
     monkeypatch.setattr("sys.argv", ["mome", *map(str, args)])
     code = 0
     try:
