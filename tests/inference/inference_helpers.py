@@ -55,13 +55,18 @@ def save_nii(path, data, affine=None, *, qform_code=1, sform_code=1):
 
 
 class ThresholdNet(nn.Module):
-    """A network whose output we control: lesion logit = 4 * (z-scored intensity - 1), pointwise.
+    """A network whose output we control: lesion logit = 4 * (z-scored intensity - threshold), pointwise.
 
-    With :func:`brain_image`, the lesion box (z ~ +2.5) is lesion and the brain (z ~ -0.4) is not.
+    With :func:`brain_image` and threshold 1, the lesion box (z ~ +4) is lesion and the brain (z ~ -0.2)
+    is not.
     """
 
+    def __init__(self, threshold: float = 1.0):
+        super().__init__()
+        self.threshold = threshold
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return [torch.cat([torch.zeros_like(x), 4.0 * (x - 1.0)], dim=1)]
+        return [torch.cat([torch.zeros_like(x), 4.0 * (x - self.threshold)], dim=1)]
 
 
 def constant_gate_mome(gate_bias: list[float], activation: str, seed: int = 0):

@@ -45,10 +45,12 @@ def _fake_preprocess_module(calls: list) -> types.ModuleType:
         save_nii(out_dir / "brain.nii.gz", (data != 0).astype(np.uint8), affine)
         return _Result(out_dir / "image.nii.gz", out_dir / "brain.nii.gz", Path(image_path))
 
-    def to_native(array, result, interpolation="nearest"):
+    def to_native(array, result, interpolation="nearest", threshold=0.5):
         native = nib.load(str(result.native_path))
         out = np.zeros(native.shape, np.float32)
         out[CROP] = np.asarray(array)
+        if interpolation == "linear" and threshold is not None:  # as the real one: a thresholded mask
+            out = (out > threshold).astype(np.uint8)
         return nib.Nifti1Image(out, native.affine)
 
     module = types.ModuleType("mome.data.preprocess")
@@ -70,6 +72,8 @@ def test_preprocess_maps_the_mask_back_to_native(tmp_path, monkeypatch):
     truth[LESION_BOX] = 1
     np.testing.assert_array_equal(np.asarray(result.mask.dataobj), truth)
     assert result.stats["lesion_voxels"] == LESION_VOXELS and result.stats["preprocessed"] is True
+    prob = np.asarray(result.probabilities.dataobj)
+    assert prob.dtype == np.float32 and 0.0 < prob.max() < 1.0 and len(np.unique(prob)) > 2  # not a mask
     voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000
     assert result.stats["brain_volume_ml"] == pytest.approx((brain_image()[CROP] != 0).sum() * voxel_ml)
 
@@ -91,3 +95,37 @@ def test_cli_preprocess_flag(tmp_path, monkeypatch, capsys, tiny_model_dir):
     outside = np.ones(SHAPE, bool)
     outside[CROP] = False
     assert not np.asarray(got.dataobj)[outside].any()  # nothing predicted outside the 'MNI box'
+
+
+@pytest.mark.slow
+def test_real_mni_pipeline_round_trip(tmp_path, monkeypatch):
+    """The real pipeline (ANTs, coarse settings): a bright blob in a 3 mm LAS scan of the MNI template is
+    found in MNI space and mapped back onto the native grid (~10 s CPU)."""
+    from mome.data import preprocess as pre
+    from mome.data.mni import load_mni_crop, mni_crop_affine
+    from mome.data.registration import RegistrationSettings
+    from scipy import ndimage
+
+    coarse = RegistrationSettings(iterations=(200, 100), shrink_factors=(8, 4), smoothing_sigmas=(3, 2),
+                                  rigid_refinements=0)
+    monkeypatch.setattr(pre, "RegistrationSettings", lambda: coarse)
+    # native grid: 3 mm, LAS voxel order, shifted; the template resampled onto it
+    shape = (56, 68, 56)
+    native_affine = np.diag([-3.0, 3.0, 3.0, 1.0])
+    native_affine[:3, 3] = [84.0, -118.0, -76.0]
+    vox = np.linalg.inv(mni_crop_affine()) @ native_affine @ np.vstack([np.indices(shape).reshape(3, -1),
+                                                                          np.ones(int(np.prod(shape)))])
+    image = ndimage.map_coordinates(load_mni_crop("t1"), vox[:3], order=1).reshape(shape).astype(np.float32)
+    blob = np.zeros(shape, bool)
+    blob[20:26, 30:36, 30:35] = True
+    image[blob] = 5.0 * image.max()
+    src = save_nii(tmp_path / "scan.nii.gz", image, native_affine)
+    predictor = Predictor(ThresholdNet(threshold=3.0), device="cpu", patch_size=(160, 196, 160), spacing_mm=None)
+    result = mome.predict(src, model=predictor, preprocess=True)
+    assert result.mask.shape == shape
+    np.testing.assert_array_equal(result.mask.affine, nib.load(str(src)).affine)
+    mask = np.asarray(result.mask.dataobj) > 0
+    dice = 2 * (mask & blob).sum() / (mask.sum() + blob.sum())
+    assert dice > 0.7, dice
+    assert result.stats["lesion_count"] == 1
+    assert 1500 < result.stats["brain_volume_ml"] < 2300  # MNI152 brain mask: 1883 ml

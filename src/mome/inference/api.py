@@ -201,9 +201,12 @@ def _predict_preprocessed(predictor: Predictor, img, path: Path | None):
         mni_img, _ = load_nifti(prep.image_path)
         brain = np.asarray(nib.load(str(prep.brain_mask_path)).dataobj) > 0
         pred = predictor.predict_image(mni_img, brain_mask=brain)
-        mask = np.asarray(to_native(pred.mask, prep, interpolation="nearest").dataobj)
-        prob = np.asarray(to_native(pred.lesion_probability, prep, interpolation="linear").dataobj)
+        # one linear warp of the lesion probability, thresholded at 0.5 (= the arg-max for two classes):
+        # smoother native masks than a nearest-neighbour warp of the MNI-space mask
+        prob = np.asarray(to_native(pred.lesion_probability, prep, interpolation="linear",
+                                    threshold=None).dataobj, dtype=np.float32)
+        mask = prob > 0.5
         native_brain = np.asarray(to_native(brain.astype(np.uint8), prep, interpolation="nearest").dataobj) > 0
     if mask.shape != tuple(img.shape[:3]):
         raise InputError(f"preprocessing mapped the mask to shape {mask.shape}, not the input's {img.shape[:3]}")
-    return pred, (mask > 0.5).astype(np.uint8), prob.astype(np.float32), brain, native_brain
+    return pred, mask.astype(np.uint8), prob, brain, native_brain
