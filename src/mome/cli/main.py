@@ -29,6 +29,7 @@ def _root(
 
 # Command groups register themselves here (one import + one line each).
 from mome.cli import info as _info  # noqa: E402
+from mome.cli import benchmark as _benchmark  # noqa: E402
 from mome.cli import evaluate as _evaluate  # noqa: E402
 from mome.cli import weights as _weights  # noqa: E402
 from mome.cli import predict as _predict  # noqa: E402
@@ -45,13 +46,23 @@ _collection.register(app)
 _train.register(app)
 _preprocess.register(app)
 _synth.register(app)
+_benchmark.register(app)
 
 
-def run() -> None:
-    """Console-script entry: run the app, turning user errors into a one-line message."""
+def main() -> None:
+    """Console-script entry (``mome``): preload tcmalloc by re-executing once, then :func:`run`.
+
+    Only this process-level entry re-executes; :func:`run` never does, so calling it in-process (tests,
+    other programs) cannot replace the caller's process.
+    """
     from mome.utils.tcmalloc import reexec_with_tcmalloc
 
     reexec_with_tcmalloc()  # returns when tcmalloc is loaded already, disabled or not installed
+    run()
+
+
+def run() -> None:
+    """Run the app, turning user errors into a one-line message and exit code 1."""
     from mome.errors import MomeError
 
     try:
@@ -65,4 +76,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    run()
+    main()
