@@ -16,7 +16,7 @@ def info(versions: bool = typer.Option(False, "--versions", help="also print pac
 
     from mome.model import build_model, count_parameters, list_presets
 
-    console = Console()
+    console = Console(width=max(Console().width, 140))
     table = Table(title="mome model presets")
     for col in ("name", "experts", "stages x features", "expert params", "gate params", "total params",
                 "description"):
@@ -30,6 +30,15 @@ def info(versions: bool = typer.Option(False, "--versions", help="also print pac
         table.add_row(preset.name, ", ".join(cfg.modalities), f"{len(feats)} x {feats[0]}..{feats[-1]}",
                       f"{expert:,}", f"{gate:,}", f"{count_parameters(model):,}", preset.description)
     console.print(table)
+    from mome.weights.registry import list_pretrained
+
+    pre = Table(title="pretrained models (mome predict --model NAME)")
+    for col in ("name", "default", "weights present", "licence", "description"):
+        pre.add_column(col)
+    for m in list_pretrained():
+        pre.add_row(m.name, "yes" if m.default else "", "yes" if m.is_available() else "no", m.licence,
+                    m.description)
+    console.print(pre)
     if versions:
         from mome.utils.provenance import versions as _versions
 

@@ -192,3 +192,7 @@ def _unknown_message(name: str) -> str:
     except ImportError:  # pragma: no cover - presets always importable in an installed mome
         pass
     return msg
+
+
+# the model shipped inside the package registers itself (at the end: it needs the definitions above)
+import mome.weights.embedded  # noqa: E402,F401

@@ -1,0 +1,33 @@
+"""The model shipped inside the package: ``mome-cpu-synth``, the default of ``mome predict``.
+
+It is the ``cpu``-preset MoME (5 experts of 8..128 features + hierarchical gate, 8.5 M parameters)
+trained with mome's own pipeline (``mome benchmark --preset cpu --seed 0``: stage 1 experts, then stage 2
+with the curriculum) on the ``cpu`` synthetic benchmark (MNI152 anatomy at 2 mm, no real patient data).
+It exists so that a fresh, offline install can segment a scan at once; it is not a clinical model and was
+never trained on real MRI: results on real scans are a smoke test, not a measurement of MoME.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mome.weights.registry import PretrainedModel, register_pretrained
+
+EMBEDDED_NAME = "mome-cpu-synth"
+EMBEDDED_FOLDER = Path(__file__).parent / "embedded"
+
+EMBEDDED = register_pretrained(PretrainedModel(
+    name=EMBEDDED_NAME,
+    description="cpu-preset MoME trained on mome's synthetic benchmark (2 mm MNI space); default model",
+    training="mome benchmark --preset cpu --seed 0 (stage 1: 5 experts, 8 epochs x 25 iterations, 32^3 "
+             "patches, bf16; stage 2: MoME with curriculum, 6 epochs x 25 iterations, LR 1e-3), 2 CPU cores",
+    data="mome synth --preset cpu --seed 0: 9 synthetic datasets (BraTS-, ATLAS-, ISLES-, WMH-, MSSEG-, "
+         "OASIS-like seen; Tumour1, Tumour2, WMHsMix unseen), MNI152 anatomy from nilearn; no real scans",
+    licence="Apache-2.0",
+    source="embedded in the mome package",
+    folder=EMBEDDED_FOLDER,
+    default=True,
+    how_to_get="reinstall mome (the weights ship inside the package), or pass --model DIR",
+    notice="mome-cpu-synth was trained on synthetic data only (see `mome info`); treat its output on real "
+           "scans as a demonstration, not a validated segmentation",
+))
