@@ -8,6 +8,7 @@ terms averaged over the epoch, and additive statistics summed over the epoch and
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass, field
 
@@ -33,7 +34,7 @@ class StepResult:
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-class Objective:
+class Objective(abc.ABC):
     """Base class. Subclasses set :attr:`term_names` and implement :meth:`step`.
 
     Attributes:
@@ -44,8 +45,9 @@ class Objective:
     term_names: tuple[str, ...] = ("loss",)
     monitor: str = "loss"
 
+    @abc.abstractmethod
     def step(self, network: nn.Module, batch: dict, epoch: int, epochs: int) -> StepResult:
-        raise NotImplementedError
+        """The loss of one batch (see :class:`StepResult`); ``epoch`` is 0-based, of ``epochs``."""
 
     def columns(self) -> list[str]:
         """Log columns produced by :meth:`summarise` (fixed for a run, so the CSV header is known upfront)."""
