@@ -16,8 +16,9 @@ hyperparameters"; 800 epochs like every scratch system):
   system of the benchmark sees the same number of patches. Its sampling draws each case with probability
   proportional to ``1 / sqrt(size of its dataset)`` (:func:`sqrt_dataset_weights`), i.e. a dataset with
   ``sqrt(n)`` weight: between uniform over cases (large datasets dominate) and uniform over datasets.
-  The patch sampler has no per-case weights yet, so runs use ``TrainConfig.sampling`` (``case`` by
-  default) and record the deviation in the model's metadata (``sampling_note``).
+  The member passes these as the patch sampler's ``case_weights``. With ``TrainConfig.sampling`` left
+  at ``case`` they alone decide; an explicit ``task`` / ``dataset`` still draws the group uniformly
+  (the weights are then uniform within it) and the model's metadata records it (``sampling_note``).
 * Hermes: nnU-Net's defaults (LR 1e-2) for the U-Net and the attention layers alike, plus Hermes's
   auxiliary modality cross-entropy with weight 0.01 (``loss_mod_weight`` in Hermes's released config).
   The original Hermes trains with LAMB (LR 2e-3, warm-up); the paper trained its adaptation with
@@ -143,12 +144,14 @@ def plan_multitalent(ctx: PlanContext) -> list[Member]:
     share = {d: round(sum(w for w, c in zip(weights, cases) if c.dataset == d), 4) for d in datasets}
     info = {"datasets": datasets, "tasks": sorted({c.task for c in cases}), "heads": datasets,
             "sampling_method": "case probability proportional to 1/sqrt(dataset size)",
-            "sampling_method_dataset_shares": share,
-            "sampling_note": f"trained with TrainConfig.sampling={ctx.config.sampling!r}: the patch sampler has "
-                             "no per-case weights yet"}
+            "sampling_method_dataset_shares": share}
+    if ctx.config.sampling != "case":
+        info["sampling_note"] = (f"trained with TrainConfig.sampling={ctx.config.sampling!r}: a "
+                                 f"{ctx.config.sampling} is drawn uniformly first, then a case in it by weight")
     return [Member(key="", cases=cases, modalities=sorted({c.modality for c in cases}),
                    build=lambda: build_model(net_config),
-                   objective=MultiTalentObjective(ctx.config, net_config.unet.n_levels(), datasets), info=info)]
+                   objective=MultiTalentObjective(ctx.config, net_config.unet.n_levels(), datasets), info=info,
+                   case_weights=weights)]
 
 
 def plan_hermes(ctx: PlanContext, task_key: str = "lesion_type") -> list[Member]:

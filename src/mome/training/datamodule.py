@@ -23,14 +23,16 @@ class PatchDataModule(L.LightningDataModule):
         modalities: the batch modality vocabulary (index = MoME expert).
         config: the training config (patch, batch, sampling, augmentation, spacing, seed, workers).
         strides: the network's per-stage strides (for the deep-supervision label scales).
+        case_weights: optional sampling weight per case (see :class:`PatchBatches`); None = uniform.
     """
 
     def __init__(self, cases: Sequence[Case], modalities: Sequence[str], config: TrainConfig,
-                 strides: Sequence[Sequence[int]]):
+                 strides: Sequence[Sequence[int]], case_weights: Sequence[float] | None = None):
         super().__init__()
         self.cases = list(cases)
         self.modalities = list(modalities)
         self.config = config
+        self.case_weights = None if case_weights is None else [float(w) for w in case_weights]
         self.ds_scales = deep_supervision_scales(strides) if config.deep_supervision else None
         self.prepared: list[PreparedCase] | None = None
 
@@ -48,6 +50,7 @@ class PatchDataModule(L.LightningDataModule):
         scales = self.ds_scales if self.ds_scales is not None else [[1.0, 1.0, 1.0]]
         dataset = PatchBatches(self.prepared, self.modalities, cfg.patch_size, cfg.batch_size, scales,
                                oversample_foreground=cfg.oversample_foreground, augmentation=cfg.augmentation,
-                               sampling=cfg.sampling, seed=cfg.seed, rank=rank, world_size=world)
+                               sampling=cfg.sampling, seed=cfg.seed, rank=rank, world_size=world,
+                               case_weights=self.case_weights)
         return DataLoader(dataset, sampler=EpochSampler(cfg.iterations_per_epoch, epoch), batch_size=None,
                           num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)

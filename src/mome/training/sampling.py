@@ -6,9 +6,10 @@ the number of DataLoader workers. The ``DataLoader`` is given a :class:`EpochSam
 ``(epoch, index)``; Lightning calls its ``set_epoch`` at the start of every epoch.
 
 Per batch position (nnU-Net): a case is drawn (uniformly over cases, or balanced over tasks or
-datasets), a patch larger than the training patch (room for rotation and scaling) is cut around a
-random location, or around a random lesion voxel for the last ``oversample_foreground`` share of the
-batch positions, padded where it leaves the volume, then augmented and cropped to the patch size.
+datasets; optionally weighted per case, see :class:`PatchBatches`), a patch larger than the training
+patch (room for rotation and scaling) is cut around a random location, or around a random lesion voxel
+for the last ``oversample_foreground`` share of the batch positions, padded where it leaves the volume,
+then augmented and cropped to the patch size.
 """
 
 from __future__ import annotations
@@ -76,12 +77,17 @@ class PatchBatches(Dataset):
         ds_scales: deep-supervision label scales (see :func:`mome.training.augment.deep_supervision_scales`).
         oversample_foreground, augmentation, sampling, seed: see :class:`~mome.training.config.TrainConfig`.
         rank, world_size: this process in DDP.
+        case_weights: optional non-negative weight per case (e.g. Multi-Talent's ``1/sqrt(dataset size)``).
+            With ``sampling="case"`` a case is drawn with probability ``w_i / sum(w)``; with ``task`` or
+            ``dataset`` the group is still drawn uniformly (the balance the option asks for) and the case
+            within it with probability proportional to its weight. None keeps the uniform draws (and the
+            exact random streams of unweighted runs). Foreground oversampling is unaffected.
     """
 
     def __init__(self, cases: Sequence[PreparedCase], modalities: Sequence[str], patch_size: Sequence[int],
                  batch_size: int, ds_scales: Sequence[Sequence[float]] | None, *, oversample_foreground: float = 0.33,
                  augmentation: bool = True, sampling: str = "case", seed: int = 0, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, case_weights: Sequence[float] | None = None):
         self.cases = list(cases)
         self.modalities = list(modalities)
         self.modality_index = {m: i for i, m in enumerate(self.modalities)}
@@ -98,6 +104,11 @@ class PatchBatches(Dataset):
         self.crop_size = initial_patch_size(self.patch_size, self.augmentation)
         self.transform = training_transforms(self.patch_size, ds_scales, self.augmentation)
         self.groups = _groups(self.cases, sampling)
+        self.group_p = None
+        if case_weights is not None:
+            if sampling == "case":  # one group of all cases: the weights alone decide
+                self.groups = [list(range(len(self.cases)))]
+            self.group_p = _group_probabilities(self.groups, case_weights, len(self.cases))
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         epoch, index = key
@@ -119,9 +130,16 @@ class PatchBatches(Dataset):
             "lesion_type": [c.lesion_type for c in cases],
         }
 
+    def draw_case(self, rng: np.random.Generator) -> int:
+        """The index of the case one batch position uses (group, then case in it; weighted if configured)."""
+        g = int(rng.integers(len(self.groups)))
+        group = self.groups[g]
+        if self.group_p is None:
+            return group[int(rng.integers(len(group)))]
+        return group[int(np.searchsorted(self.group_p[g], rng.random(), side="right"))]
+
     def _sample(self, position: int, rng: np.random.Generator):
-        group = self.groups[int(rng.integers(len(self.groups)))]
-        prepared = self.cases[group[int(rng.integers(len(group)))]]
+        prepared = self.cases[self.draw_case(rng)]
         force_fg = forced_foreground(position, self.batch_size, self.oversample)
         image, seg = crop_patch(prepared, self.crop_size, force_fg, rng)
         # batchgeneratorsv2 draws from the global torch and NumPy generators: seed them from this sample's
@@ -167,6 +185,24 @@ def crop_patch(prepared: PreparedCase, size: Sequence[int], force_foreground: bo
     image[dst] = prepared.image[src]
     seg[dst] = prepared.label[src]
     return image, seg
+
+
+def _group_probabilities(groups: list[list[int]], weights: Sequence[float], n: int) -> list[np.ndarray]:
+    """Per group, the cumulative probabilities of its cases (weights normalised within the group)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"case_weights has {w.size} entries for {n} cases")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("case_weights must be finite and non-negative")
+    out = []
+    for group in groups:
+        gw = w[group]
+        if gw.sum() <= 0:
+            raise ValueError(f"every case of a sampling group has weight 0 (cases {group[:5]}...)")
+        cdf = np.cumsum(gw)
+        cdf /= cdf[-1]  # exactly 1 from the last positive weight on: rng.random() < 1 never picks a 0 weight
+        out.append(cdf)
+    return out
 
 
 def _groups(cases: Sequence[PreparedCase], sampling: str) -> list[list[int]]:

@@ -196,7 +196,8 @@ def train_member(out: Path, spec: SystemSpec, ctx: PlanContext, member: Member, 
                             use_distributed_sampler=False, default_root_dir=str(folder),
                             enable_progress_bar=progress, log_every_n_steps=1, benchmark=False,
                             **_topology(accelerator))
-    data = PatchDataModule(member.cases, member.modalities, config, ctx.model_config.expert.stride_triples())
+    data = PatchDataModule(member.cases, member.modalities, config, ctx.model_config.expert.stride_triples(),
+                           case_weights=member.case_weights)
     module = TrainingModule(network, member.objective, config)
     t0 = time.perf_counter()
     with warnings.catch_warnings():

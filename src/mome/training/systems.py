@@ -112,6 +112,10 @@ class Member:
         build: returns the freshly initialised (or expert-loaded) network; called after seeding.
         objective: the loss and statistics.
         info: facts saved with its weights (datasets, tasks...).
+        case_weights: optional patch-sampling weight per case (same order as ``cases``); None = the
+            config's uniform sampling. With ``TrainConfig.sampling`` ``task`` or ``dataset`` the group is
+            still drawn uniformly and the weights choose the case within it
+            (see :class:`mome.training.sampling.PatchBatches`).
     """
 
     key: str
@@ -120,6 +124,12 @@ class Member:
     build: Callable[[], nn.Module]
     objective: Objective
     info: dict = field(default_factory=dict)
+    case_weights: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.case_weights is not None and len(self.case_weights) != len(self.cases):
+            raise ConfigError(f"member {self.key!r}: {len(self.case_weights)} case weights for "
+                              f"{len(self.cases)} cases")
 
 
 @dataclass
