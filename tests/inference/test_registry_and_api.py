@@ -28,6 +28,8 @@ def test_resolve_folder_registered_name_and_default(tiny_model_dir, clean_regist
     model, record = resolve_model(tiny_model_dir)
     assert isinstance(model, mome.model.MoME) and not model.training
     assert record["patch_size"] == [16, 16, 16] and record["resolved"]["name"] is None
+    for existing in list_pretrained():  # the package's own default (embedded model) steps aside
+        clean_registry.unregister_pretrained(existing.name)
     register_pretrained(_entry("unit-default", lambda: tiny_model_dir, default=True,
                                notice="trained on synthetic data"))
     assert [m.name for m in list_pretrained()][-1] == "unit-default"
