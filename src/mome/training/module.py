@@ -52,8 +52,11 @@ class TrainingModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         result = self.objective.step(self.network, batch, self.current_epoch, self.config.epochs)
         if not torch.isfinite(result.loss):
-            raise FloatingPointError(f"non-finite loss {float(result.loss)} at epoch {self.current_epoch}, "
-                                     f"step {batch_idx}; try precision 32 or a lower learning rate")
+            from mome.errors import MomeError
+
+            raise MomeError(f"non-finite training loss ({float(result.loss)}) at epoch {self.current_epoch}, step "
+                            f"{batch_idx}; rerun the same command to resume from the last epoch, or start again "
+                            f"with --precision 32 (if bf16) or a lower --lr")
         for k, v in result.terms.items():
             v = v.detach().double().cpu()
             self._term_sums[k] = self._term_sums.get(k, torch.zeros((), dtype=torch.float64)) + v
