@@ -40,10 +40,14 @@ class Objective(abc.ABC):
     Attributes:
         term_names: the keys of ``StepResult.terms`` (``loss`` first), in log order.
         monitor: the term whose smoothed epoch mean picks the "best" weights (lower is better).
+        ddp_find_unused_parameters: set True when some parameters receive no gradient in a step (DDP
+            must then look for them, at some cost); MoME's basic gate and disabled deep supervision
+            are detected by the runner.
     """
 
     term_names: tuple[str, ...] = ("loss",)
     monitor: str = "loss"
+    ddp_find_unused_parameters: bool = False
 
     @abc.abstractmethod
     def step(self, network: nn.Module, batch: dict, epoch: int, epochs: int) -> StepResult:

@@ -195,7 +195,7 @@ def train_member(out: Path, spec: SystemSpec, ctx: PlanContext, member: Member, 
                             callbacks=[epoch_log, checkpoint], enable_model_summary=False, num_sanity_val_steps=0,
                             use_distributed_sampler=False, default_root_dir=str(folder),
                             enable_progress_bar=progress, log_every_n_steps=1, benchmark=False,
-                            **_topology(accelerator))
+                            **_topology(accelerator, _may_leave_parameters_unused(network, member, config)))
     data = PatchDataModule(member.cases, member.modalities, config, ctx.model_config.expert.stride_triples(),
                            case_weights=member.case_weights)
     module = TrainingModule(network, member.objective, config)
@@ -233,7 +233,16 @@ def _quiet_lightning():
             lg.setLevel(level)
 
 
-def _topology(accelerator: str) -> dict:
+def _may_leave_parameters_unused(network, member: Member, config: TrainConfig) -> bool:
+    """Whether DDP must search for parameters without gradient: the basic gate never uses its gate
+    U-Net's low-resolution heads, and without deep supervision no network uses its own."""
+    from mome.model.gating import BasicGate
+
+    return (member.objective.ddp_find_unused_parameters or not config.deep_supervision
+            or any(isinstance(m, BasicGate) for m in network.modules()))
+
+
+def _topology(accelerator: str, find_unused_parameters: bool = False) -> dict:
     """Trainer arguments for one process or for a torchrun launch (one device per process)."""
     from lightning.pytorch.strategies import DDPStrategy
 
@@ -243,7 +252,8 @@ def _topology(accelerator: str) -> dict:
         accel = accelerator if accelerator != "auto" else ("gpu" if _cuda() else "cpu")
         backend = "nccl" if accel == "gpu" else "gloo"
         return {"accelerator": accel, "devices": local, "num_nodes": world // local,
-                "strategy": DDPStrategy(process_group_backend=backend)}
+                "strategy": DDPStrategy(process_group_backend=backend,
+                                        find_unused_parameters=find_unused_parameters)}
     return {"accelerator": accelerator, "devices": 1}
 
 
