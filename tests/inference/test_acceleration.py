@@ -7,7 +7,8 @@ Tolerances (stated here, also in docs/performance.md):
   errors and its logits sit close to the decision boundary; trained networks do better, see the
   benchmark): mean |probability difference| <= 0.01, max <= 0.3, >= 98% of voxels with the same
   arg-max (measured over 12 seeds: mean <= 0.004, max <= 0.22, agreement >= 99.0%);
-* expert skipping: equal to eq. 1 computed by hand over the kept experts (1e-5).
+* expert skipping: equal to eq. 1 computed by hand over the kept experts (1e-5);
+* grouped experts (grouped convolutions sum in another order): max |logit or probability difference| <= 1e-4.
 """
 
 from __future__ import annotations
@@ -152,3 +153,31 @@ def test_single_network_ignores_expert_options():
     out = _predict(model, image, max_experts=1, channels_last=True)
     assert out.gates is None and "expert_calls" not in out.info
     assert np.abs(out.probabilities - ref.probabilities).max() <= EXACT
+
+
+@pytest.mark.parametrize("activation", ["identity", "softmax"])
+def test_grouped_experts_match_reference(activation):
+    from mome.inference.grouped import GroupedExperts, grouped_mome_forward
+
+    model = _model(activation, seed=11)
+    x = torch.randn(2, 1, 16, 20, 12, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        ref = model(x, return_gates=True, return_experts=True)
+        grouped = GroupedExperts(list(model.experts)).eval()
+        logits, gates = grouped_mome_forward(model, grouped, x)
+        per_expert = grouped(x)
+    for i in range(5):
+        torch.testing.assert_close(per_expert[:, i], ref.expert_logits[i][0], rtol=0, atol=1e-4)
+    torch.testing.assert_close(logits, ref.logits[0], rtol=0, atol=1e-4)
+    torch.testing.assert_close(gates, ref.gates[0], rtol=0, atol=EXACT)
+
+
+def test_predictor_grouped_experts_matches_reference():
+    model, image = _model(seed=12), _image()
+    ref = _predict(model, image, tta=True)
+    out = _predict(model, image, tta=True, grouped_experts=True, channels_last=True)
+    assert out.info["grouped_experts"]
+    assert np.abs(out.probabilities - ref.probabilities).max() <= 1e-4
+    assert np.abs(out.gates - ref.gates).max() <= EXACT
+    skipping = Predictor(model, device="cpu", grouped_experts=True, max_experts=2)
+    assert skipping.grouped is None  # skipping takes precedence

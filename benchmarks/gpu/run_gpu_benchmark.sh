@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Performance benchmark on a CUDA machine (prepared on a CPU-only machine; see docs/performance.md).
+#
+#   bash benchmarks/gpu/run_gpu_benchmark.sh [OUT_DIR]
+#
+# Writes to OUT_DIR (default benchmarks/gpu/results-<date>): environment.txt, inference.md/.json
+# (paper preset, 160x196x160, one U-Net and MoME, fp32 reference, bf16 sliding/whole-volume, with and
+# without mirroring TTA, channels-last, expert skipping, grouped-vs-separate expert convolutions) and
+# training_memory.md/.json (paper MoME and one U-Net, batch 2, 128^3, deep supervision, fp32 and bf16,
+# with and without gradient checkpointing). Targets (issue 7): MoME <= 1.5 s per scan without TTA on an
+# H100; MoME training memory at batch 2, 128^3 <= 24 GB (the paper reports 38.2 GB).
+# Takes about 10-20 minutes on an H100 (the fp32 sliding-window reference dominates).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT="${1:-benchmarks/gpu/results-$(date +%Y%m%d-%H%M%S)}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python}"
+
+"$PY" - <<'PY' > "$OUT/environment.txt"
+import platform, torch
+assert torch.cuda.is_available(), "no CUDA device: this script is for GPU machines"
+print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())
+print("gpu", torch.cuda.get_device_name(0), f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.1f} GiB")
+print("python", platform.python_version(), platform.platform())
+PY
+nvidia-smi >> "$OUT/environment.txt" 2>&1 || true
+cat "$OUT/environment.txt"
+
+echo "== inference (paper preset, 160x196x160) =="
+"$PY" benchmarks/inference.py --device cuda --presets paper --images 2 --repeats 3 \
+    --configs fp32 bf16 bf16-whole +channels-last +grouped +skip +top1 bf16-tta bf16-whole-tta \
+    --json "$OUT/inference.json" | tee "$OUT/inference.md"
+
+echo "== training-step memory (paper preset, batch 2, 128^3) =="
+"$PY" benchmarks/training_memory.py --device cuda --batch 2 --size 128 --repeats 3 --models mome unet \
+    --json "$OUT/training_memory.json" | tee "$OUT/training_memory.md"
+
+echo "results in $OUT"
