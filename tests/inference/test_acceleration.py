@@ -181,3 +181,12 @@ def test_predictor_grouped_experts_matches_reference():
     assert np.abs(out.gates - ref.gates).max() <= EXACT
     skipping = Predictor(model, device="cpu", grouped_experts=True, max_experts=2)
     assert skipping.grouped is None  # skipping takes precedence
+
+
+def test_auto_precision_resolves_to_a_supported_one():
+    from mome.inference.predictor import resolve_precision
+
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+    predictor = Predictor(_model(), device="cpu", precision="auto")
+    assert predictor.precision in ("fp32", "bf16")

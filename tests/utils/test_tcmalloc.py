@@ -41,3 +41,14 @@ def test_find_tcmalloc_in_given_folders(tmp_path):
     assert tcmalloc.find_tcmalloc([tmp_path]) == str(tmp_path / "libtcmalloc_minimal.so.4")
     found = tcmalloc.find_tcmalloc([tmp_path / "missing"])
     assert found is None or "tcmalloc" in found  # may still be found by ldconfig on this machine
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["/venv/bin/python", "/venv/bin/mome", "predict"], True),
+    (["python", "-m", "mome.cli.main", "info"], True),
+    (["python", "-m", "pytest", "tests"], False),
+    (["/venv/bin/python", "/venv/bin/pytest"], False),
+    (["python"], False),
+])
+def test_only_the_mome_command_is_re_executed(argv, expected):
+    assert tcmalloc.is_mome_command(argv) is expected

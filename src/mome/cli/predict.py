@@ -29,8 +29,18 @@ def predict(
                                     help="register to MNI152, skull-strip and crop first; mask mapped back"),
     tta: bool = typer.Option(False, "--tta", help="mirroring test-time augmentation (8 flips, ~8x slower)"),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available, else CPU), cpu or cuda"),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast)"),
+    precision: str = typer.Option("fp32", "--precision",
+                                  help="fp32, bf16 (autocast) or auto (bf16 where the CPU/GPU has it natively)"),
     overlap: float = typer.Option(0.5, "--overlap", help="sliding-window overlap fraction in [0, 1)"),
+    whole_volume: bool = typer.Option(False, "--whole-volume",
+                                      help="one window over the whole (padded) volume instead of sliding "
+                                           "windows; faster, more memory (docs/performance.md)"),
+    grouped_experts: bool = typer.Option(True, "--grouped-experts/--separate-experts",
+                                         help="run MoME's experts as one grouped-convolution network"),
+    skip_experts: float = typer.Option(0.0, "--skip-experts",
+                                       help="skip experts whose gate-weight share in a window is below this "
+                                            "fraction (0 = off; see docs/performance.md)"),
+    channels_last: bool = typer.Option(False, "--channels-last", help="channels_last_3d memory format"),
     probabilities: bool = typer.Option(False, "--probabilities",
                                        help="also write the lesion probability map (float32)"),
     stats: bool = typer.Option(False, "--stats",
@@ -42,7 +52,10 @@ def predict(
 
     if not input.exists():
         raise InputError(f"input {input} does not exist")
-    options = dict(device=device, tta=tta, precision=precision, overlap=overlap)
+    options = dict(device=device, tta=tta, precision=precision, overlap=overlap, grouped_experts=grouped_experts,
+                   skip_experts=skip_experts, channels_last=channels_last)
+    if whole_volume:
+        options["patch_size"] = "whole"
     flags = dict(probabilities=probabilities, stats=stats, preview=preview, overwrite=overwrite,
                  preprocess=preprocess)
     if input.is_dir():

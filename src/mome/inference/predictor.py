@@ -26,7 +26,7 @@ from mome.inference.geometry import (
 )
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 # nnU-Net mirrors over every non-empty subset of the spatial axes (with the identity: 8 passes in 3D)
 _MIRROR_AXES = [axes for r in (1, 2, 3) for axes in itertools.combinations((2, 3, 4), r)]
 
@@ -81,6 +81,22 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     raise ConfigError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` where the device has native bf16 arithmetic, else ``fp32``; others unchanged.
+
+    Without native support (older CPUs) bf16 autocast is emulated and slower than fp32.
+    """
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16" if native else "fp32"
+
+
 def default_patch_size(model: torch.nn.Module) -> tuple[int, int, int]:
     """128^3 for paper-size networks (32 first-stage features or more), else 64^3."""
     cfg = _unet_config(model)
@@ -104,7 +120,9 @@ class Predictor:
             result resampled back. ``None``: never resample.
         overlap: fraction of overlap between neighbouring windows (0.5 = nnU-Net's step 0.5).
         tta: mirroring test-time augmentation: average the logits of the 8 flips of the 3 axes.
-        precision: ``fp32`` or ``bf16`` (autocast; results are accumulated in fp32).
+        precision: ``fp32``, ``bf16`` (autocast; results are accumulated in fp32) or ``auto`` (bf16 where
+            the device computes it natively: CUDA with bf16 support, or a CPU with AVX512-BF16/AMX as
+            reported by oneDNN; else fp32).
         sw_batch_size: windows per network call.
         gates: also return the gate weight maps of a MoME (costs N x C volumes of memory).
         spacing_tolerance: relative spacing difference that triggers resampling.
@@ -144,7 +162,7 @@ class Predictor:
         self.spacing_mm = None if spacing_mm is None else _triple_float(spacing_mm, "spacing_mm")
         self.overlap = float(overlap)
         self.tta = bool(tta)
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.device)
         self.sw_batch_size = int(sw_batch_size)
         self.spacing_tolerance = float(spacing_tolerance)
         self.progress = progress

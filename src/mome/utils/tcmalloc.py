@@ -70,6 +70,16 @@ def preload_plan(argv: Sequence[str], env: Mapping[str, str], library: str | Non
     return new_env
 
 
+def is_mome_command(argv: Sequence[str]) -> bool:
+    """Whether the interpreter command line (``sys.orig_argv``) runs the ``mome`` command itself
+    (console script or ``python -m mome...``), not e.g. pytest calling the entry point in-process."""
+    if len(argv) < 2:
+        return False
+    if argv[1] == "-m":
+        return len(argv) > 2 and argv[2].split(".")[0] == "mome"
+    return Path(argv[1]).name.startswith("mome")
+
+
 def reexec_with_tcmalloc() -> None:
     """Replace this process by itself with tcmalloc preloaded, when :func:`preload_plan` says so.
 
@@ -77,6 +87,8 @@ def reexec_with_tcmalloc() -> None:
     normally when nothing is to be done or the re-execution fails (the command then runs as is).
     """
     argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, *sys.argv]
+    if not is_mome_command(argv):
+        return
     env = preload_plan(argv[1:], os.environ, find_tcmalloc())
     if env is None:
         return
