@@ -42,7 +42,7 @@ class BenchmarkPreset:
 
 BENCHMARK_PRESETS: dict[str, BenchmarkPreset] = {
     "quick": BenchmarkPreset("quick", synth="quick", train="cpu",
-                             train_overrides={"epochs": 4, "iterations_per_epoch": 12}),
+                             train_overrides={"epochs": 4, "iterations_per_epoch": 12, "precision": "32"}),
     "cpu": BenchmarkPreset("cpu", synth="cpu", train="cpu",
                            systems=("mome", "single", "multitalent", "hermes", "task-specific"),
                            ablations=("no-curriculum", "basic-gate", "random-experts"),

@@ -1,8 +1,8 @@
 """The model shipped inside the package: ``mome-cpu-synth``, the default of ``mome predict``.
 
 It is the ``cpu``-preset MoME (5 experts of 8..128 features + hierarchical gate, 8.5 M parameters)
-trained with mome's own pipeline (``mome benchmark --preset cpu --seed 0``: stage 1 experts, then stage 2
-with the curriculum) on the ``cpu`` synthetic benchmark (MNI152 anatomy at 2 mm, no real patient data).
+trained with mome's own pipeline (stage 1 experts, then stage 2 with the curriculum; the exact recipe is in
+``embedded/config.json``) on the ``cpu`` synthetic benchmark (MNI152 anatomy at 2 mm, no real patient data).
 It exists so that a fresh, offline install can segment a scan at once; it is not a clinical model and was
 never trained on real MRI: results on real scans are a smoke test, not a measurement of MoME.
 """
@@ -19,10 +19,11 @@ EMBEDDED_FOLDER = Path(__file__).parent / "embedded"
 EMBEDDED = register_pretrained(PretrainedModel(
     name=EMBEDDED_NAME,
     description="cpu-preset MoME trained on mome's synthetic benchmark (2 mm MNI space); default model",
-    training="mome benchmark --preset cpu --seed 0 (stage 1: 5 experts, 8 epochs x 25 iterations, 32^3 "
-             "patches, bf16; stage 2: MoME with curriculum, 6 epochs x 25 iterations, LR 1e-3), 2 CPU cores",
-    data="mome synth --preset cpu --seed 0: 9 synthetic datasets (BraTS-, ATLAS-, ISLES-, WMH-, MSSEG-, "
-         "OASIS-like seen; Tumour1, Tumour2, WMHsMix unseen), MNI152 anatomy from nilearn; no real scans",
+    training="mome train experts --preset cpu --precision 32 --epochs 8 (25 iterations/epoch, 32^3 patches, "
+             "batch 2, LR 1e-2, seed 0), then mome train mome --preset cpu --precision 32 --epochs 6 (LR 1e-3, "
+             "curriculum eq. 2), 2 CPU cores; weights of the last epoch (also the best by training-loss EMA)",
+    data="synthetic benchmark only: mome synth --preset cpu --seed 0 with the generator's first version (commit 3138a15), seen datasets "
+         "only (BraTS-, ATLAS-, ISLES-, WMH-, MSSEG-, OASIS-like), MNI152 anatomy from nilearn; no real scans",
     licence="Apache-2.0",
     source="embedded in the mome package",
     folder=EMBEDDED_FOLDER,

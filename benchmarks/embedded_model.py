@@ -1,0 +1,74 @@
+"""Dice of a model (default: the embedded mome-cpu-synth) on synthetic test tasks and on a real MS case.
+
+    python benchmarks/embedded_model.py --collection data/synth_cpu/collection.json --per-task 2 \
+        --real ../shared/data/real/ms_patient07
+
+Predicts the first N test images of every task (dataset x modality) of the collection, evaluates them with
+mome.evaluation, and predicts each of the real case's modalities (t1, t1ce, t2, flair) against its
+lesion.nii.gz. Prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="model name or folder (default: the embedded model)")
+    ap.add_argument("--collection", type=Path, default=None)
+    ap.add_argument("--per-task", type=int, default=2)
+    ap.add_argument("--real", type=Path, default=None, help="folder with t1/t1ce/t2/flair + lesion.nii.gz")
+    args = ap.parse_args()
+    from mome.data.collection import Collection, load_collection
+    from mome.evaluation.evaluate import evaluate_predictions
+    from mome.evaluation.metrics import compute_metrics
+    from mome.inference.predictor import Predictor
+    from mome.utils.nifti import save_nifti
+
+    predictor, record = Predictor.from_name(args.model, gates=False)
+    print(f"# model: {record.get('resolved', {}).get('name') or args.model}")
+    if args.collection:
+        coll = load_collection(args.collection)
+        test = coll.filter(split="test").cases
+        chosen = []
+        for task in sorted({c.task for c in test}):
+            chosen += [c for c in test if c.task == task][: args.per_task]
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            for case in chosen:
+                img = nib.load(str(case.image))
+                save_nifti(predictor.predict_image(img).mask, img.affine, Path(tmp) / f"{case.id}.nii.gz")
+            secs = (time.perf_counter() - t0) / len(chosen)
+            res = evaluate_predictions(tmp, Collection(coll.name, chosen), split="test", name="embedded")
+        print(f"\n{len(chosen)} synthetic test images ({args.per_task} per task), {secs:.1f} s per image\n")
+        print("| task | seen | Dice (mean) |\n|---|---|---|")
+        for t in res.tasks():
+            print(f"| {t.task} | {'seen' if t.seen else 'unseen'} | {res.task_means('dice')[t.task]:.3f} |")
+        for seen, label in ((True, "seen"), (False, "unseen")):
+            print(f"| **{label}: image / task / dataset level** | | "
+                  f"{res.level('dice', 'image', seen):.3f} / {res.level('dice', 'task', seen):.3f} / "
+                  f"{res.level('dice', 'dataset', seen):.3f} |")
+    if args.real:
+        ref_img = nib.load(str(args.real / "lesion.nii.gz"))
+        ref = np.asarray(ref_img.dataobj) > 0
+        spacing = nib.affines.voxel_sizes(ref_img.affine)
+        print(f"\nreal case {args.real.name}: lesion {ref.sum() * np.prod(spacing) / 1000:.1f} ml\n")
+        print("| modality | Dice | lesion F1 | predicted ml |\n|---|---|---|---|")
+        for mod, name in (("t1", "T1"), ("t1ce", "T1ce"), ("t2", "T2"), ("flair", "FLAIR")):
+            path = next(args.real.glob(f"{mod}.nii*"), None)
+            if path is None:
+                continue
+            pred = predictor.predict_image(nib.load(str(path)))
+            m = compute_metrics(pred.mask > 0, ref, spacing)
+            print(f"| {name} | {m.dice:.3f} | {m.lesion_f1:.3f} | {m.vol_pred_ml:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
