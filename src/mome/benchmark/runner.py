@@ -118,6 +118,10 @@ def _train(name, collection, out, bp: BenchmarkPreset, overrides, experts, log, 
     from mome.training.stages import train_system
     from mome.training.systems import SystemOptions
 
+    marker = Path(out) / "run.json"
+    if marker.exists() and json.loads(marker.read_text()).get("finished"):
+        log(f"{name}: finished run in {out}, reused")  # benchmark.json already pins the settings
+        return
     options = SystemOptions(experts=str(experts)) if experts else SystemOptions()
     train_system(name, collection, out, preset=bp.train, overrides=overrides, options=options, log=log,
                  progress=progress)
