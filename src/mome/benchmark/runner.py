@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mome.benchmark.presets import ABLATION_COMPONENTS, BenchmarkPreset, get_benchmark_preset
+from mome.benchmark.presets import BenchmarkPreset, get_benchmark_preset
 from mome.errors import ConfigError, OutputExistsError
 
 BENCHMARK_FILE = "benchmark.json"
@@ -71,8 +71,10 @@ def run_benchmark(preset: str | BenchmarkPreset, out: str | os.PathLike, *, seed
                                                              device, log)
         timings[f"predict+evaluate {name}"] = time.perf_counter() - t0
 
+    from mome.benchmark.report import write_report
+
     t0 = time.perf_counter()
-    report = _report(out, bp, seed, chosen, results, skipped, collection, runs, timings, log)
+    report = write_report(out, bp, seed, chosen, results, skipped, collection, runs, timings, log)
     timings["tables+figures"] = time.perf_counter() - t0
     record = {**report, "timings_s": timings, "provenance": provenance(seed=seed, benchmark=settings)}
     (out / "results.json").write_text(json.dumps(record, indent=2, default=str))
@@ -141,12 +143,6 @@ def _predict_and_evaluate(name, run_dir, collection, test, out, bp, device, log)
     return result, skipped
 
 
-def _report(out, bp, seed, chosen, results, skipped, collection, runs, timings, log) -> dict:
-    from mome.benchmark.report import write_report
-
-    return write_report(out, bp, seed, chosen, results, skipped, collection, runs, timings, log)
-
-
 def check_systems(names: list[str]) -> None:
     """Raise ConfigError for unknown system names (CLI validation)."""
     from mome.training.systems import SYSTEMS
@@ -156,4 +152,4 @@ def check_systems(names: list[str]) -> None:
         raise ConfigError(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
 
 
-__all__ = ["run_benchmark", "ABLATION_COMPONENTS", "check_systems"]
+__all__ = ["run_benchmark", "check_systems"]
