@@ -190,3 +190,14 @@ def test_auto_precision_resolves_to_a_supported_one():
     assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
     predictor = Predictor(_model(), device="cpu", precision="auto")
     assert predictor.precision in ("fp32", "bf16")
+
+
+def test_default_mome_path_is_staged_and_equals_mome_forward():
+    model, image = _model(seed=13), _image()
+    staged = Predictor(model, device="cpu", patch_size=16)
+    assert staged.staged
+    plain = Predictor(model, device="cpu", patch_size=16)
+    plain.staged = False  # MoME.forward
+    a, b = staged.predict_array(image), plain.predict_array(image)
+    assert np.abs(a.probabilities - b.probabilities).max() <= EXACT
+    assert np.abs(a.gates - b.gates).max() <= EXACT
