@@ -6,6 +6,7 @@ memory (the kernel's peak-RSS mark, VmHWM, reset through /proc/self/clear_refs a
 built; the figure is peak RSS minus RSS before prediction). Configurations (cumulative ladder):
 
     fp32            fp32, sliding windows (training patch, else 128^3 paper / 64^3 cpu), overlap 0.5
+    fp32-whole      fp32, one window over the whole volume padded to the network divisor
     bf16            + bf16 autocast
     bf16-step       bf16, overlap 0.25 (larger sliding-window steps)
     bf16-whole      bf16, one window over the whole volume padded to the network divisor
@@ -47,6 +48,7 @@ import numpy as np
 
 CONFIGS: dict[str, dict] = {
     "fp32": dict(options=dict(precision="fp32")),
+    "fp32-whole": dict(options=dict(precision="fp32", patch_size="whole")),
     "bf16": dict(options=dict(precision="bf16")),
     "bf16-step": dict(options=dict(precision="bf16", overlap=0.25)),
     "bf16-whole": dict(options=dict(precision="bf16", patch_size="whole")),
@@ -135,7 +137,9 @@ def _status_kib(field: str) -> int:
 def run_child(spec: dict, tcmalloc: bool, library: str | None) -> dict:
     env = dict(os.environ)
     preload = [p for p in env.get("LD_PRELOAD", "").split(":") if p and "tcmalloc" not in p]
-    if tcmalloc:
+    # On CUDA the host allocator does not touch the GPU work, so the tcmalloc configurations run with
+    # whatever allocator the machine has (each row records whether tcmalloc was preloaded).
+    if tcmalloc and not (library is None and str(spec.get("device", "cpu")).startswith("cuda")):
         if library is None:
             raise SystemExit("tcmalloc is not installed (apt-get install libtcmalloc-minimal4); "
                              "drop the +tcmalloc configurations with --configs")

@@ -20,9 +20,10 @@ from mome.errors import CheckpointError
 class SystemPredictor:
     """Build (and cache) the right :class:`~mome.inference.predictor.Predictor` for each case."""
 
-    def __init__(self, run_dir: Path, precision: str = "fp32", device: str = "auto"):
+    def __init__(self, run_dir: Path, precision: str = "fp32", device: str = "auto",
+                 patch_size: str | tuple[int, int, int] | None = None):
         self.run_dir = Path(run_dir)
-        self.options = {"precision": precision, "device": device}
+        self.options = {"precision": precision, "device": device, "patch_size": patch_size}
         self._cache: dict[tuple, object] = {}
         self._members = self._find_members()
 

@@ -135,7 +135,8 @@ def _predict_and_evaluate(name, run_dir, collection, test, out, bp, device, log)
 
     pred_dir = out / "predictions" / name
     log(f"{name}: predicting {len(test)} test images into {pred_dir}")
-    skipped = predict_cases(SystemPredictor(run_dir, precision=bp.precision, device=device), test, pred_dir)
+    skipped = predict_cases(SystemPredictor(run_dir, precision=bp.precision, device=device,
+                                                   patch_size=bp.patch_size), test, pred_dir)
     if skipped:
         log(f"{name}: not applicable to {len(skipped)} test image(s) (e.g. unseen datasets); reported as '-'")
     result = evaluate_predictions(pred_dir, collection, split="test", out_dir=out / "evaluation" / name,
