@@ -5,7 +5,8 @@
 
 Predicts the first N test images of every task (dataset x modality) of the collection, evaluates them with
 mome.evaluation, and predicts each of the real case's modalities (t1, t1ce, t2, flair) against its
-lesion.nii.gz. Prints Markdown tables.
+lesion.nii.gz. Prints Markdown tables. Inference settings are mome predict's defaults (fp32, one
+whole-volume window); --sliding-window uses the training patch instead.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def main() -> None:
     ap.add_argument("--collection", type=Path, default=None)
     ap.add_argument("--per-task", type=int, default=2)
     ap.add_argument("--real", type=Path, default=None, help="folder with t1/t1ce/t2/flair + lesion.nii.gz")
+    ap.add_argument("--sliding-window", action="store_true",
+                    help="sliding windows of the training patch instead of mome predict's whole-volume default")
     args = ap.parse_args()
     from mome.data.collection import Collection, load_collection
     from mome.evaluation.evaluate import evaluate_predictions
@@ -32,7 +35,8 @@ def main() -> None:
     from mome.inference.predictor import Predictor
     from mome.utils.nifti import save_nifti
 
-    predictor, record = Predictor.from_name(args.model, gates=False)
+    predictor, record = Predictor.from_name(args.model, gates=False,
+                                            patch_size=None if args.sliding_window else "whole")
     print(f"# model: {record.get('resolved', {}).get('name') or args.model}")
     if args.collection:
         coll = load_collection(args.collection)

@@ -201,3 +201,34 @@ def test_default_mome_path_is_staged_and_equals_mome_forward():
     a, b = staged.predict_array(image), plain.predict_array(image)
     assert np.abs(a.probabilities - b.probabilities).max() <= EXACT
     assert np.abs(a.gates - b.gates).max() <= EXACT
+
+
+def test_network_axes_feed_the_network_a_transposed_volume_and_map_the_result_back():
+    """An nnU-Net-imported model sees SimpleITK's (k, j, i) arrays: predicting with network_axes=(2, 1, 0)
+    must equal transposing the volume by hand, predicting in the identity order, and transposing back."""
+    from mome.inference.predictor import network_axes_from_record
+
+    model = _model(seed=5)
+    img = _image((24, 18, 13))
+    permuted = Predictor(model, device="cpu", patch_size="whole", network_axes=(2, 1, 0), gates=False)
+    plain = Predictor(model, device="cpu", patch_size="whole", gates=False)
+    got = permuted.predict_array(img).probabilities
+    ref = plain.predict_array(np.ascontiguousarray(img.transpose(2, 1, 0))).probabilities.transpose(0, 3, 2, 1)
+    assert got.shape == (2, *img.shape)
+    np.testing.assert_allclose(got, ref, atol=1e-4)  # convolutions sum in another order on the transposed layout
+    # and it is not a no-op: the identity order gives another result on this anisotropic input
+    assert np.abs(plain.predict_array(img).probabilities - got).max() > 1e-3
+    # sliding windows too (the padding divisor follows the permutation)
+    sliding = Predictor(model, device="cpu", patch_size=(16, 16, 16), network_axes=(2, 1, 0), gates=False)
+    ref_sliding = Predictor(model, device="cpu", patch_size=(16, 16, 16), gates=False).predict_array(
+        np.ascontiguousarray(img.transpose(2, 1, 0))).probabilities.transpose(0, 3, 2, 1)
+    np.testing.assert_allclose(sliding.predict_array(img).probabilities, ref_sliding, atol=EXACT)
+
+    assert network_axes_from_record({}) == (0, 1, 2)
+    assert network_axes_from_record({"nnunet": {"image_reader_writer": "SimpleITKIO",
+                                                "transpose_forward": [0, 1, 2]}}) == (2, 1, 0)
+    assert network_axes_from_record({"nnunet": {"image_reader_writer": "NibabelIO",
+                                                "transpose_forward": [2, 0, 1]}}) == (2, 0, 1)
+    assert network_axes_from_record({"nnunet": {"transpose_forward": [1, 0, 2]}}) == (1, 2, 0)
+    with pytest.raises(ConfigError, match="permutation"):
+        Predictor(model, device="cpu", network_axes=(0, 0, 1))

@@ -134,8 +134,12 @@ class Predictor:
         max_experts: run at most this many experts per window, largest gate shares first (MoME only;
             ``None`` = no limit).
         grouped_experts: run a MoME's experts as one network of grouped convolutions (same result up
-            to float summation order; faster on CPU, measured; keeps a second copy of the expert
-            weights). Not combined with expert skipping, which takes precedence.
+            to float summation order; keeps a second copy of the expert weights). Measured slower than
+            separate experts on CPU and on an H100 (docs/performance.md), so off by default. Not
+            combined with expert skipping, which takes precedence.
+        network_axes: which array axis (of the RAS-ordered volume) feeds each network axis; ``None`` =
+            (0, 1, 2). :meth:`from_record` sets it for imported nnU-Net/official models, which were
+            trained on SimpleITK's (k, j, i) arrays (:func:`network_axes_from_record`).
     """
 
     def __init__(self, model: torch.nn.Module, *, device: str | torch.device = "auto",
@@ -143,7 +147,8 @@ class Predictor:
                  spacing_mm: tuple[float, float, float] | list[float] | None = None, overlap: float = 0.5,
                  tta: bool = False, precision: str = "fp32", sw_batch_size: int = 1, gates: bool = True,
                  spacing_tolerance: float = 0.1, progress: bool = False, channels_last: bool = False,
-                 skip_experts: float = 0.0, max_experts: int | None = None, grouped_experts: bool = False):
+                 skip_experts: float = 0.0, max_experts: int | None = None, grouped_experts: bool = False,
+                 network_axes: tuple[int, int, int] | list[int] | None = None):
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         if not 0.0 <= overlap < 1.0:
@@ -154,8 +159,11 @@ class Predictor:
         self.model = model.to(self.device).eval()
         if hasattr(self.model, "set_deep_supervision"):
             self.model.set_deep_supervision(False)
+        self.network_axes = _check_axes(network_axes)
         cfg = _unet_config(model)
-        self.divisor = cfg.divisor() if cfg is not None else (1, 1, 1)
+        divisor = cfg.divisor() if cfg is not None else (1, 1, 1)
+        # the divisor is per network axis; padding and windows work on the array's axes
+        self.divisor = tuple(divisor[self.network_axes.index(a)] for a in range(3))
         self.whole_volume = isinstance(patch_size, str) and patch_size.lower() == "whole"
         self.patch_size = None if self.whole_volume else _check_patch(patch_size or default_patch_size(model),
                                                                      self.divisor)
@@ -200,6 +208,8 @@ class Predictor:
             options["patch_size"] = record.get("patch_size") or default_patch_size(model)
         if options.get("spacing_mm") is None:
             options["spacing_mm"] = record.get("spacing_mm") or (1.0, 1.0, 1.0)
+        if options.get("network_axes") is None:
+            options["network_axes"] = network_axes_from_record(record)
         predictor = cls(model, **options)
         predictor.record = record
         return predictor
@@ -265,6 +275,7 @@ class Predictor:
         info = {"device": str(self.device), "patch_size": "whole" if self.whole_volume else list(self.patch_size),
                 "overlap": self.overlap, "tta": self.tta, "precision": self.precision,
                 "channels_last": self.channels_last, "grouped_experts": self.grouped is not None,
+                "network_axes": list(self.network_axes),
                 "input_spacing_mm": list(spacing),
                 "model_spacing_mm": None if self.spacing_mm is None else list(self.spacing_mm),
                 "resampled": resampled}
@@ -313,6 +324,14 @@ class Predictor:
 
     def _network(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Run the network on (B, 1, X, Y, Z): [full-resolution logits, gates as (B, N*C, ...) when asked]."""
+        if self.network_axes != (0, 1, 2):
+            perm = (0, 1, *(2 + a for a in self.network_axes))
+            inverse = (0, 1, *(2 + self.network_axes.index(a) for a in range(3)))
+            outs = self._network_in_its_axes(x.permute(*perm).contiguous())
+            return [o.permute(*inverse).contiguous() for o in outs]
+        return self._network_in_its_axes(x)
+
+    def _network_in_its_axes(self, x: torch.Tensor) -> list[torch.Tensor]:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
@@ -342,6 +361,28 @@ class Predictor:
             return [out.logits.float()]
         g = out.gates
         return [out.logits.float(), g.reshape(g.shape[0], -1, *g.shape[3:]).float()]
+
+
+def network_axes_from_record(record: dict | None) -> tuple[int, int, int]:
+    """Which array axis feeds each network axis, from an imported nnU-Net model's record.
+
+    nnU-Net's default NIfTI reader (SimpleITK) hands the network arrays in (k, j, i) voxel order, then
+    applies the plans' ``transpose_forward``; its NibabelIO keeps (i, j, k). Our own models see (i, j, k).
+    """
+    facts = (record or {}).get("nnunet")
+    if not facts:
+        return (0, 1, 2)
+    transpose = [int(t) for t in (facts.get("transpose_forward") or [0, 1, 2])]
+    if (facts.get("image_reader_writer") or "SimpleITKIO") == "SimpleITKIO":
+        return tuple(2 - t for t in transpose)
+    return tuple(transpose)
+
+
+def _check_axes(v) -> tuple[int, int, int]:
+    axes = (0, 1, 2) if v is None else tuple(int(a) for a in v)
+    if sorted(axes) != [0, 1, 2]:
+        raise ConfigError(f"network_axes must be a permutation of (0, 1, 2), got {v}")
+    return axes
 
 
 def _crop(t: torch.Tensor, crop: tuple[slice, ...]) -> torch.Tensor:
