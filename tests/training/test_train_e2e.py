@@ -96,3 +96,37 @@ def test_experts_are_loaded_with_heads_unless_reinitialised(experts_run):
     assert not torch.equal(heads, t2.decoder.seg_layers[0].weight)
     assert torch.equal(model.experts[1].encoder.stages[0][0].convs[0].conv.weight,
                        t2.encoder.stages[0][0].convs[0].conv.weight)
+
+
+def test_gradient_checkpointing_from_the_cli_gives_the_same_weights(tmp_path, collection_path, experts_run):
+    """`--gradient-checkpointing` recomputes activations in the backward pass: same maths, so a seeded fp32
+    run ends with the same weights as one without it."""
+    from typer.testing import CliRunner
+
+    from mome.cli.main import app
+
+    outs = {}
+    for flag in ("--gradient-checkpointing", "--no-gradient-checkpointing"):
+        out = tmp_path / flag.strip("-")
+        result = CliRunner().invoke(app, ["train", "mome", "-c", str(collection_path), "-o", str(out), "--experts",
+                                          str(experts_run), "--preset", "tiny", "--epochs", "1", "--iterations", "2",
+                                          "--no-progress", flag])
+        assert result.exit_code == 0, result.output
+        outs[flag] = out
+    on, off = outs["--gradient-checkpointing"], outs["--no-gradient-checkpointing"]
+    assert json.loads((on / "run.json").read_text())["train_config"]["gradient_checkpointing"] is True
+    assert json.loads((off / "run.json").read_text())["train_config"]["gradient_checkpointing"] is False
+    a, b = mome.load_model(on / "final").state_dict(), mome.load_model(off / "final").state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_training_module_switches_checkpointing_on_in_the_network():
+    from mome.training.config import get_train_config
+    from mome.training.module import TrainingModule
+
+    net = mome.create_model("tiny")
+    cfg = get_train_config("tiny", "joint").replace(gradient_checkpointing=True)
+    TrainingModule(net, objective=None, config=cfg)
+    assert net.gradient_checkpointing
+    assert all(e.gradient_checkpointing for e in net.experts)

@@ -29,6 +29,9 @@ PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="32, bf
 EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="override the preset's epochs")]
 ItersOpt = Annotated[Optional[int], typer.Option("--iterations", help="override iterations per epoch")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="override the global batch size")]
+CkptOpt = Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing",
+                                                 help="recompute activations in the backward pass: same "
+                                                      "gradients, much less memory (docs/performance.md)")]
 PatchOpt = Annotated[Optional[str], typer.Option("--patch-size", help="voxels: 64 or 64,64,48")]
 LrOpt = Annotated[Optional[float], typer.Option("--lr", help="override the initial learning rate")]
 ModalitiesOpt = Annotated[Optional[str], typer.Option(
@@ -67,7 +70,7 @@ def experts(collection: CollectionOpt, out: OutOpt, preset: PresetOpt = None, se
             iterations: ItersOpt = None, batch_size: BatchOpt = None, patch_size: PatchOpt = None, lr: LrOpt = None,
             modalities: ModalitiesOpt = None, sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False,
             augmentation: AugmentOpt = None, grad_clip: ClipOpt = None, num_workers: WorkersOpt = None,
-            cache_dir: CacheOpt = None, accelerator: AccelOpt = "auto",
+            cache_dir: CacheOpt = None, gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto",
             threads: ThreadsOpt = None, progress: ProgressOpt = True) -> None:
     """Stage 1: one expert U-Net per modality, each on all training images of its modality."""
     _train("experts", **locals())
@@ -80,7 +83,7 @@ def mome(collection: CollectionOpt, out: OutOpt, experts: ExpertsOpt = None, pre
          patch_size: PatchOpt = None, lr: LrOpt = None, modalities: ModalitiesOpt = None,
          sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False, augmentation: AugmentOpt = None,
          grad_clip: ClipOpt = None, num_workers: WorkersOpt = None, cache_dir: CacheOpt = None,
-         accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
+         gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
          progress: ProgressOpt = True, expert_weights: ExpertWeightsOpt = "final",
          reinit_expert_heads: ReinitOpt = False, gate_type: GateTypeOpt = None, gate_activation: GateActOpt = None,
          curriculum: CurriculumOpt = None) -> None:
@@ -96,7 +99,7 @@ def system(name: Annotated[str, typer.Argument(help="a system of `mome train lis
            patch_size: PatchOpt = None, lr: LrOpt = None, modalities: ModalitiesOpt = None,
            sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False, augmentation: AugmentOpt = None,
            grad_clip: ClipOpt = None, num_workers: WorkersOpt = None, cache_dir: CacheOpt = None,
-           accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
+           gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
            progress: ProgressOpt = True, expert_weights: ExpertWeightsOpt = "final",
            reinit_expert_heads: ReinitOpt = False, gate_type: GateTypeOpt = None, gate_activation: GateActOpt = None,
            curriculum: CurriculumOpt = None) -> None:
@@ -153,6 +156,7 @@ def _train(name: str, collection: Path, out: Path, overwrite: bool, accelerator:
         "grad_clip_scope": train_options.get("grad_clip"), "num_workers": train_options.get("num_workers"),
         "cache_dir": None if train_options.get("cache_dir") is None else str(train_options["cache_dir"]),
         "curriculum": train_options.get("curriculum"),
+        "gradient_checkpointing": train_options.get("gradient_checkpointing"),
         "patch_size": _patch(patch_size),
     }
     model_overrides = {"modalities": modalities, "gate_type": gate_type, "gate_activation": gate_activation}

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from mome.errors import ConfigError
 from mome.training.config import TrainConfig
 from mome.training.objectives import Objective
 
@@ -29,6 +30,10 @@ class TrainingModule(L.LightningModule):
         self.network = network
         if hasattr(network, "set_deep_supervision"):
             network.set_deep_supervision(config.deep_supervision)
+        if config.gradient_checkpointing:
+            if not hasattr(network, "set_gradient_checkpointing"):
+                raise ConfigError(f"{type(network).__name__} does not support gradient checkpointing")
+            network.set_gradient_checkpointing(True)
         self.objective = objective
         self.config = config
         self._reset()
