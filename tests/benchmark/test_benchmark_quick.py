@@ -24,6 +24,7 @@ def test_quick_benchmark_writes_every_table_and_figure(tmp_path, monkeypatch):
     assert set(results["tables"]) >= {"table1", "table2", "supplementary_table1"}
     assert set(results["summaries"]) == {"mome", "single"}
     assert results["provenance"]["seed"] == 0 and "torch" in results["provenance"]["versions"]
+    assert results["provenance"]["inference"] == {"precision": "fp32", "patch_size": "whole"}
     for fig in ("radar.png", "tsne.png"):
         assert (out / "figures" / fig).stat().st_size > 1000
     # every test image was predicted by both systems, in the image's geometry

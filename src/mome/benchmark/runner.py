@@ -76,7 +76,9 @@ def run_benchmark(preset: str | BenchmarkPreset, out: str | os.PathLike, *, seed
     t0 = time.perf_counter()
     report = write_report(out, bp, seed, chosen, results, skipped, collection, runs, timings, log)
     timings["tables+figures"] = time.perf_counter() - t0
-    record = {**report, "timings_s": timings, "provenance": provenance(seed=seed, benchmark=settings)}
+    record = {**report, "timings_s": timings, "provenance": provenance(
+        seed=seed, benchmark=settings,
+        inference={"precision": bp.precision, "patch_size": bp.patch_size or "training patch, sliding"})}
     (out / "results.json").write_text(json.dumps(record, indent=2, default=str))
     (out / BENCHMARK_FILE).write_text(json.dumps({**settings, "finished": True}, indent=2))
     log(f"benchmark finished in {sum(timings.values()):.0f} s: {out / 'report.md'}")
