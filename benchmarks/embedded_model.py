@@ -5,8 +5,9 @@
 
 Predicts the first N test images of every task (dataset x modality) of the collection, evaluates them with
 mome.evaluation, and predicts each of the real case's modalities (t1, t1ce, t2, flair) against its
-lesion.nii.gz. Prints Markdown tables. Inference settings are mome predict's defaults (fp32, one
-whole-volume window); --sliding-window uses the training patch instead.
+lesion.nii.gz. Prints Markdown tables. Inference: fp32 (the reference precision; mome predict's
+default `auto` uses bf16 where the CPU has it) and one whole-volume window (mome predict's default);
+--sliding-window uses the training patch instead.
 """
 
 from __future__ import annotations

@@ -29,8 +29,9 @@ def predict(
                                     help="register to MNI152, skull-strip and crop first; mask mapped back"),
     tta: bool = typer.Option(False, "--tta", help="mirroring test-time augmentation (8 flips, ~8x slower)"),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available, else CPU), cpu or cuda"),
-    precision: str = typer.Option("fp32", "--precision",
-                                  help="fp32, bf16 (autocast) or auto (bf16 where the CPU/GPU has it natively)"),
+    precision: str = typer.Option("auto", "--precision",
+                                  help="auto (default: bf16 autocast where the CPU/GPU has it natively, else "
+                                       "fp32; measured no Dice cost, docs/performance.md), fp32 or bf16"),
     overlap: float = typer.Option(0.5, "--overlap", help="sliding-window overlap fraction in [0, 1)"),
     whole_volume: bool = typer.Option(True, "--whole-volume/--sliding-window",
                                       help="one window over the whole (padded) volume (default: measured "
