@@ -1,6 +1,7 @@
 """The exception hierarchy behind every error a user can cause.
 
-The CLI turns any :class:`MomeError` into one line on stderr and exit code 1; library users can catch
+The CLI turns any :class:`MomeError` into one line on stderr and exit code 1 (or the error's
+``exit_code``, e.g. 143 for a run stopped by SIGTERM); library users can catch
 the specific subclass. Programming errors (bugs) are not wrapped and keep their traceback.
 """
 
@@ -37,3 +38,9 @@ class OutputExistsError(MomeError):
 
 class NotImplementedFeatureError(MomeError):
     """A documented feature that this version does not implement."""
+
+
+class TrainingInterrupted(MomeError):
+    """Training was stopped by SIGTERM; the run folder keeps its last complete epoch for resuming."""
+
+    exit_code = 143  # 128 + SIGTERM, as a shell reports a process ended by it

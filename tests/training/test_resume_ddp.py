@@ -1,4 +1,5 @@
-"""Resume after SIGKILL (same command, same total steps, same weights) and DDP with torchrun on CPU."""
+"""Resume after SIGKILL (same command, same total steps, same weights), SIGTERM reported and resumable, and
+DDP with torchrun on CPU."""
 
 from __future__ import annotations
 
@@ -68,6 +69,30 @@ def test_sigkill_then_same_command_resumes_to_the_same_end(tmp_path, collection_
     assert json.loads((ref / "status.json").read_text())["optimizer_steps"] == EPOCHS * ITERS
     resumed, uninterrupted = (load_file(str(o / "final" / "model.safetensors")) for o in (out, ref))
     assert all((resumed[k] == uninterrupted[k]).all() for k in resumed)
+
+
+@pytest.mark.slow
+def test_sigterm_ends_with_a_resume_message_and_exit_143_then_resumes(tmp_path, collection_path):
+    """Lightning turns SIGTERM into a SystemExit without a code (status 0); the CLI must report it."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_command(collection_path, out), env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while _epochs_logged(out) < 2 or not (out / "checkpoints" / "last.ckpt").is_file():
+        assert proc.poll() is None, f"training ended before it could be stopped: {proc.stderr.read()[-2000:]}"
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert "stopped by SIGTERM" in err and "run the same command again to resume" in err
+    assert not (out / "status.json").exists() and not (out / "final").exists()
+    assert json.loads((out / "run.json").read_text())["finished"] is False
+
+    again = subprocess.run(_command(collection_path, out), env=_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming" in again.stderr
+    assert json.loads((out / "status.json").read_text())["optimizer_steps"] == EPOCHS * ITERS
 
 
 @pytest.mark.slow

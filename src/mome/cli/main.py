@@ -69,7 +69,7 @@ def run() -> None:
         app()
     except MomeError as exc:
         print(f"mome: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         print("mome: interrupted", file=sys.stderr)
         sys.exit(130)

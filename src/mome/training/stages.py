@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mome.data.collection import Collection, load_collection
-from mome.errors import CheckpointError, ConfigError, DataError, MomeError
+from mome.errors import CheckpointError, ConfigError, DataError, MomeError, TrainingInterrupted
 from mome.model.config import MoMEConfig, config_from_dict, config_to_dict
 from mome.training.config import TrainConfig, get_train_config
 from mome.training.run_folder import (CHECKPOINT, RUN_FILE, STATUS_FILE, clear_member, is_rank_zero, member_state,
@@ -204,7 +204,14 @@ def train_member(out: Path, spec: SystemSpec, ctx: PlanContext, member: Member, 
         # num_workers=0 is a deliberate default here (see TrainConfig.num_workers)
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
-        trainer.fit(module, datamodule=data, ckpt_path=str(folder / CHECKPOINT) if state == "resume" else None)
+        try:
+            trainer.fit(module, datamodule=data, ckpt_path=str(folder / CHECKPOINT) if state == "resume" else None)
+        except L.pytorch.utilities.exceptions.SIGTERMException as exc:
+            # Lightning stops at the next step and raises a SystemExit without a code (exit status 0):
+            # make it an error that says how to continue
+            raise TrainingInterrupted(
+                f"{label}: stopped by SIGTERM after {trainer.global_step} optimizer steps; {folder / CHECKPOINT} "
+                f"holds the last complete epoch: run the same command again to resume") from exc
     expected = config.epochs * config.iterations_per_epoch
     if trainer.global_step != expected:
         raise MomeError(f"{label}: training stopped after {trainer.global_step} of {expected} optimizer steps")
