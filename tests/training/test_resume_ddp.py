@@ -37,16 +37,22 @@ def _epochs_logged(out) -> int:
         return 0
 
 
+def _start_and_wait_for_epochs(collection, out, epochs: int) -> subprocess.Popen:
+    """Start the training command and return once ``epochs`` epochs are logged and a checkpoint exists."""
+    proc = subprocess.Popen(_command(collection, out), env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while _epochs_logged(out) < epochs or not (out / "checkpoints" / "last.ckpt").is_file():
+        assert proc.poll() is None, f"training ended before it could be stopped: {proc.stderr.read()[-2000:]}"
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    return proc
+
+
 @pytest.mark.slow
 def test_sigkill_then_same_command_resumes_to_the_same_end(tmp_path, collection_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen(_command(collection_path, out), env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while _epochs_logged(out) < 3 or not (out / "checkpoints" / "last.ckpt").is_file():
-        assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read()[-2000:]}"
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
+    proc = _start_and_wait_for_epochs(collection_path, out, 3)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (out / "status.json").exists(), "the run finished before the kill; raise EPOCHS"
@@ -75,13 +81,7 @@ def test_sigkill_then_same_command_resumes_to_the_same_end(tmp_path, collection_
 def test_sigterm_ends_with_a_resume_message_and_exit_143_then_resumes(tmp_path, collection_path):
     """Lightning turns SIGTERM into a SystemExit without a code (status 0); the CLI must report it."""
     out = tmp_path / "run"
-    proc = subprocess.Popen(_command(collection_path, out), env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while _epochs_logged(out) < 2 or not (out / "checkpoints" / "last.ckpt").is_file():
-        assert proc.poll() is None, f"training ended before it could be stopped: {proc.stderr.read()[-2000:]}"
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
+    proc = _start_and_wait_for_epochs(collection_path, out, 2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err[-2000:]
