@@ -209,3 +209,35 @@ def test_real_skull_on_scan(tmp_path):
     print(f"mask volume {vol_native * zooms.prod() / 1000:.1f} ml native, {vol_back * zooms.prod() / 1000:.1f} ml "
           "after MNI and back")
     assert abs(vol_back - vol_native) / vol_native < 0.05
+
+
+def test_registration_retries_until_the_ncc_gain_and_keeps_the_best(tmp_path, monkeypatch):
+    """A registration no better than the header placement is retried (next seed, then full sampling)."""
+    from mome.data import registration as reg_mod
+    from mome.data.registration import Registration, RegistrationSettings, register_to_mni
+
+    def fake(results):
+        calls = []
+
+        def once(array, affine, workdir, settings):
+            calls.append((workdir, settings))
+            return Registration(Path(workdir) / "t.mat", 0.06, results[len(calls) - 1], 1.0)
+        return calls, once
+
+    calls, once = fake([0.055, 0.32, 0.9])
+    monkeypatch.setattr(reg_mod, "_register_once", once)
+    res = register_to_mni(np.zeros((4, 4, 4)), np.eye(4), tmp_path, RegistrationSettings(random_seed=7))
+    assert res.attempts == 2 and res.ncc_after == 0.32 and res.transform == tmp_path / "attempt2" / "t.mat"
+    assert [(c[1].random_seed, c[1].sampling_rate) for c in calls] == [(7, 0.2), (8, 0.2)]
+
+    calls, once = fake([0.10, 0.07, 0.12])  # none reaches 0.06 + 0.1: all three run, the best is kept
+    monkeypatch.setattr(reg_mod, "_register_once", once)
+    res = register_to_mni(np.zeros((4, 4, 4)), np.eye(4), tmp_path, RegistrationSettings())
+    assert res.attempts == 3 and res.ncc_after == 0.12 and calls[2][1].sampling_rate == 1.0
+    assert res.transform == tmp_path / "attempt3" / "t.mat"
+
+    calls, once = fake([0.5])
+    monkeypatch.setattr(reg_mod, "_register_once", once)
+    assert register_to_mni(np.zeros((4, 4, 4)), np.eye(4), tmp_path, RegistrationSettings()).attempts == 1
+    with pytest.raises(ConfigError, match="attempts"):
+        register_to_mni(np.zeros((4, 4, 4)), np.eye(4), tmp_path, RegistrationSettings(attempts=0))

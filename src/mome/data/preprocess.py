@@ -188,7 +188,7 @@ def preprocess(image_path: str | os.PathLike, out_dir: str | os.PathLike, label_
                  "label_volume_ml": None if label_mni is None else float(label_mni.sum() / 1000)},
             registration={"recipe": f"rigid, {settings.rigid_refinements} rigid pass(es) on the template-masked "
                                     f"scan, {settings.final_transform} on the template-masked scan (antspyx)", "settings": settings.to_dict(), "ncc_before": reg.ncc_before,
-                          "ncc_after": reg.ncc_after, "seconds": reg.seconds},
+                          "ncc_after": reg.ncc_after, "seconds": reg.seconds, "attempts": reg.attempts},
             brain_mask="MNI152 template brain mask" + (" united with the label" if label is not None else ""),
             files={"image": IMAGE, "brain_mask": BRAIN_MASK, "label": None if label is None else LABEL,
                    "transform": TRANSFORM},

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,13 @@ class RegistrationSettings:
         final_transform: ``Affine`` (12 parameters, the paper's choice) or ``Similarity`` (rigid +
             isotropic scale; steadier on scans whose field of view cuts the brain).
         random_seed: seed of ANTs' metric sampling (recorded with the result).
+        attempts: registrations tried at most. With random metric sampling a registration sometimes
+            ends in a wrong optimum: on the real TCGA T1 in ``../shared/data`` 5 of 8 runs gave NCC 0.32 and
+            3 gave 0.055-0.117, about the header placement (0.061). So when an attempt does not raise
+            the NCC by ``min_ncc_gain`` over the header placement, the next one runs (attempt 2: the next
+            seed; attempt 3 and later: full sampling, 4x slower, 3 of 3 runs at 0.31-0.33), and the attempt
+            with the highest NCC is kept.
+        min_ncc_gain: NCC gain over the header placement that ends the attempts early.
     """
 
     iterations: tuple[int, ...] = (2100, 1200, 1200, 10)
@@ -61,6 +68,8 @@ class RegistrationSettings:
     rigid_refinements: int = 1
     final_transform: str = "Affine"
     random_seed: int = 0
+    attempts: int = 3
+    min_ncc_gain: float = 0.1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,13 +137,15 @@ class Registration:
         transform: ANTs affine ``.mat`` (apply it forward to bring native images onto the MNI crop).
         ncc_before: NCC with the template in its brain mask when the scan is placed by its header alone.
         ncc_after: the same after registration.
-        seconds: wall time of both registration stages.
+        seconds: wall time of all registration stages and attempts.
+        attempts: registrations run (see :attr:`RegistrationSettings.attempts`).
     """
 
     transform: Path
     ncc_before: float
     ncc_after: float
     seconds: float
+    attempts: int = 1
 
 
 def _register(fixed, moving, kind: str, prefix: Path, s: RegistrationSettings, initial: str | None = None):
@@ -155,9 +166,26 @@ def register_to_mni(array: np.ndarray, affine: np.ndarray, workdir: Path,
         array: the scan's voxels (3D).
         affine: its voxel-to-world affine (RAS, mm), as nibabel gives it.
         workdir: folder for ANTs' transform files (kept: ``rigid_0GenericAffine.mat``,
-            ``affine_0GenericAffine.mat``).
+            ``affine_0GenericAffine.mat``; a retry writes into ``attempt<k>/``).
         settings: registration parameters.
     """
+    if settings.attempts < 1:
+        raise ConfigError(f"attempts must be >= 1, got {settings.attempts}")
+    t0 = time.perf_counter()
+    best = None
+    for k in range(settings.attempts):
+        tried = settings if k == 0 else replace(settings, random_seed=settings.random_seed + k,
+                                                sampling_rate=settings.sampling_rate if k == 1 else 1.0)
+        reg = _register_once(array, affine, workdir if k == 0 else workdir / f"attempt{k + 1}", tried)
+        if best is None or reg.ncc_after > best.ncc_after:
+            best = reg
+        if reg.ncc_after >= reg.ncc_before + settings.min_ncc_gain:
+            break
+    return replace(best, seconds=time.perf_counter() - t0, attempts=k + 1)
+
+
+def _register_once(array: np.ndarray, affine: np.ndarray, workdir: Path,
+                   settings: RegistrationSettings) -> Registration:
     import ants
     from scipy import ndimage
 
