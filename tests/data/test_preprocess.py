@@ -241,3 +241,68 @@ def test_registration_retries_until_the_ncc_gain_and_keeps_the_best(tmp_path, mo
     assert register_to_mni(np.zeros((4, 4, 4)), np.eye(4), tmp_path, RegistrationSettings()).attempts == 1
     with pytest.raises(ConfigError, match="attempts"):
         register_to_mni(np.zeros((4, 4, 4)), np.eye(4), tmp_path, RegistrationSettings(attempts=0))
+
+
+MS_REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "ms_patient07"
+
+
+def _fsl_grid_scan(folder: Path, signal: bool = True) -> Path:
+    """The MNI template placed on FSL's 182x218x182 MNI152 grid (LAS voxel order, as FSL writes it)."""
+    shape, aff = registration.KNOWN_MNI_GRIDS["FSL MNI152 1 mm (182x218x182)"]
+    ras = np.zeros(shape, np.float32)
+    if signal:  # the crop's world box inside the FSL grid: FSL voxel (i, j, k) is at (i - 91, j - 126, k - 72)
+        t1 = load_mni_crop("t1")
+        o = [int(round(b - a)) for b, a in zip(mni_crop_affine()[:3, 3], aff[:3, 3])]
+        src, dst = [], []
+        for x, n, size in zip(o, t1.shape, shape):  # crop voxel c sits at FSL voxel c + x
+            a, b = max(0, -x), max(0, x)
+            length = min(n - a, size - b)
+            src.append(slice(a, a + length))
+            dst.append(slice(b, b + length))
+        ras[tuple(dst)] = t1[tuple(src)] * 500
+    else:
+        ras[80:100, 100:120, 60:80] = 500.0  # a small blob: the header says MNI, the content does not
+    las = ras[::-1]  # FSL's LAS order: x flipped
+    las_aff = aff.copy()
+    las_aff[0, 0], las_aff[0, 3] = -1.0, aff[0, 3] + shape[0] - 1
+    path = folder / ("fsl_grid.nii.gz" if signal else "fsl_grid_blob.nii.gz")
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(las), las_aff), str(path))
+    return path
+
+
+def test_scan_on_a_known_mni_grid_is_not_registered_again(tmp_path, monkeypatch):
+    """FSL's MNI grid (and mome's crop) are recognised: identity transform, no ANTs registration run."""
+    assert registration.known_mni_grid(mni_crop_shape(), mni_crop_affine()) == "mome MNI crop (160x196x160)"
+    assert registration.known_mni_grid((182, 218, 182), np.eye(4)) is None
+    calls = []
+    monkeypatch.setattr(registration, "_register_once", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(
+        AssertionError("registration ran")))
+    path = _fsl_grid_scan(tmp_path)
+    t0 = time.perf_counter()
+    res = preprocess(path, tmp_path / "out")
+    rec = json.loads(res.record_path.read_text())["registration"]
+    print(f"already in MNI: {time.perf_counter() - t0:.1f} s, {rec['skipped']}")
+    assert not calls and rec["attempts"] == 0 and rec["skipped"].startswith("FSL MNI152 1 mm")
+    assert res.ncc_before == res.ncc_after > 0.99  # the template itself, moved onto the crop unchanged
+    # the crop holds the template exactly (grid-aligned identity resampling is a copy)
+    crop = nib.load(str(res.image_path)).get_fdata()
+    brain = load_mni_crop("mask").astype(bool)
+    assert np.allclose(crop[brain], load_mni_crop("t1")[brain] * 500, atol=1e-3)
+    # --registration always registers; a scan whose content does not cover the brain is registered too
+    with pytest.raises(AssertionError, match="registration ran"):
+        preprocess(path, tmp_path / "out2", registration="always")
+    with pytest.raises(AssertionError, match="registration ran"):
+        preprocess(_fsl_grid_scan(tmp_path, signal=False), tmp_path / "out3")
+    res = preprocess(_fsl_grid_scan(tmp_path, signal=False), tmp_path / "out4", registration="never")
+    assert json.loads(res.record_path.read_text())["registration"]["attempts"] == 0
+    with pytest.raises(ConfigError, match="registration mode"):
+        preprocess(path, tmp_path / "out5", registration="sometimes")
+
+
+@pytest.mark.skipif(not (MS_REAL / "flair.nii.gz").is_file(), reason=f"real data not available at {MS_REAL}")
+def test_real_mni_scan_is_not_registered(tmp_path, monkeypatch):
+    monkeypatch.setattr(registration, "_register_once", lambda *a, **k: (_ for _ in ()).throw(
+        AssertionError("registration ran")))
+    res = preprocess(MS_REAL / "flair.nii.gz", tmp_path / "out")
+    rec = json.loads(res.record_path.read_text())["registration"]
+    assert rec["skipped"].startswith("FSL MNI152 1 mm") and rec["seconds"] < 60

@@ -27,6 +27,9 @@ def predict(
                               help="registered model name or model folder (default: the installed default)"),
     preprocess: bool = typer.Option(False, "--preprocess",
                                     help="register to MNI152, skull-strip and crop first; mask mapped back"),
+    registration: str = typer.Option("auto", "--registration",
+                                     help="with --preprocess: auto (a scan on a known MNI152 grid, e.g. FSL's "
+                                          "182x218x182, is not registered again), always, or never"),
     tta: bool = typer.Option(False, "--tta", help="mirroring test-time augmentation (8 flips, ~8x slower)"),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available, else CPU), cpu or cuda"),
     precision: str = typer.Option("auto", "--precision",
@@ -53,13 +56,18 @@ def predict(
 ) -> None:
     from mome.errors import InputError
 
+    from mome.data.registration import REGISTRATION_MODES
+    from mome.errors import ConfigError
+
     if not input.exists():
         raise InputError(f"input {input} does not exist")
+    if registration not in REGISTRATION_MODES:
+        raise ConfigError(f"--registration {registration!r}; use one of {', '.join(REGISTRATION_MODES)}")
     options = dict(device=device, tta=tta, precision=precision, overlap=overlap, grouped_experts=grouped_experts,
                    skip_experts=skip_experts, channels_last=channels_last)
     options["patch_size"] = "whole" if whole_volume else None  # None: the training patch, sliding
     flags = dict(probabilities=probabilities, stats=stats, preview=preview, overwrite=overwrite,
-                 preprocess=preprocess)
+                 preprocess=preprocess, registration=registration)
     if input.is_dir():
         failed = _predict_folder(input, output, model, options, flags)
         if failed:

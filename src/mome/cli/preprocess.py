@@ -20,6 +20,9 @@ def preprocess_cmd(
     fast: bool = typer.Option(False, "--fast", help="skip the full-resolution registration level (~2x faster)"),
     similarity: bool = typer.Option(False, "--similarity", help="last stage rigid + isotropic scale instead of "
                                     "affine (steadier on thick-slice scans whose field of view cuts the brain)"),
+    registration: str = typer.Option("auto", "--registration",
+                                     help="auto (a scan on a known MNI152 grid, e.g. FSL's 182x218x182, is not "
+                                          "registered again), always, or never (take the scan as registered)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty output folder"),
 ) -> None:
     """Register a scan to MNI152 (rigid then affine, antspyx), brain-mask it and crop it to 160x196x160 at 1 mm."""
@@ -28,20 +31,34 @@ def preprocess_cmd(
     from mome.data.preprocess import preprocess
     import dataclasses
 
-    from mome.data.registration import FAST, RegistrationSettings
+    from mome.data.registration import FAST, REGISTRATION_MODES, RegistrationSettings
+    from mome.errors import ConfigError
+
+    if registration not in REGISTRATION_MODES:
+        raise ConfigError(f"--registration {registration!r}; use one of {', '.join(REGISTRATION_MODES)}")
 
     settings = FAST if fast else RegistrationSettings()
     if similarity:
         settings = dataclasses.replace(settings, final_transform="Similarity")
     console = Console(stderr=True)
     with console.status(f"registering {image} to MNI152 (about a minute on 2 cores)"):
-        res = preprocess(image, out_dir, label, overwrite=overwrite, settings=settings)
+        res = preprocess(image, out_dir, label, overwrite=overwrite, settings=settings, registration=registration)
     out = Console()
     out.print(f"wrote {res.out_dir}: {res.image_path.name}, {res.brain_mask_path.name}"
               + (f", {res.label_path.name}" if res.label_path else "") + f", {res.transform_path.name}, "
               f"{res.record_path.name}", soft_wrap=True, highlight=False)
-    out.print(f"NCC with the MNI152 template in its brain mask: {res.ncc_before:.3f} unregistered -> "
-              f"{res.ncc_after:.3f} registered", highlight=False)
+    if res.ncc_before == res.ncc_after and res.ncc_before is not None and _skipped(res):
+        out.print(f"no registration: {_skipped(res)}; NCC with the MNI152 template {res.ncc_after:.3f}",
+                  highlight=False)
+    else:
+        out.print(f"NCC with the MNI152 template in its brain mask: {res.ncc_before:.3f} unregistered -> "
+                  f"{res.ncc_after:.3f} registered", highlight=False)
+
+
+def _skipped(res) -> str | None:
+    import json
+
+    return json.loads(res.record_path.read_text())["registration"].get("skipped")
 
 
 def to_native_cmd(

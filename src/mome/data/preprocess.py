@@ -125,7 +125,8 @@ def _load_inputs(image_path: Path, label_path: Path | None):
 
 
 def preprocess(image_path: str | os.PathLike, out_dir: str | os.PathLike, label_path: str | os.PathLike | None = None,
-               overwrite: bool = False, settings: RegistrationSettings | None = None) -> PreprocessResult:
+               overwrite: bool = False, settings: RegistrationSettings | None = None,
+               registration: str = "auto") -> PreprocessResult:
     """Register a scan to MNI152, crop it to 160 x 196 x 160 at 1 mm and brain-mask it.
 
     Args:
@@ -135,6 +136,9 @@ def preprocess(image_path: str | os.PathLike, out_dir: str | os.PathLike, label_
             the brain mask.
         overwrite: replace an existing output folder.
         settings: registration parameters (default :class:`RegistrationSettings`; ``FAST`` for previews).
+        registration: ``auto`` (a scan on a known MNI152 1 mm or 2 mm grid is not registered again),
+            ``always`` or ``never`` (the scan is taken as registered already; see
+            :func:`mome.data.registration.register_to_mni`).
 
     Returns:
         The written files and the native geometry (:class:`PreprocessResult`).
@@ -158,7 +162,7 @@ def preprocess(image_path: str | os.PathLike, out_dir: str | os.PathLike, label_
     t0 = time.perf_counter()
     with atomic_path(out_dir, overwrite=overwrite) as tmp:
         tmp.mkdir(parents=True)
-        reg = register_to_mni(canon_arr, canon.affine, tmp / "ants", settings)
+        reg = register_to_mni(canon_arr, canon.affine, tmp / "ants", settings, mode=registration)
         shutil.copyfile(reg.transform, tmp / TRANSFORM)
         shutil.rmtree(tmp / "ants")
         transform = tmp / TRANSFORM
@@ -186,8 +190,12 @@ def preprocess(image_path: str | os.PathLike, out_dir: str | os.PathLike, label_
             mni={"shape": list(mni_crop_shape(1.0)), "affine": crop_aff.tolist(), "box_origin_mm": MNI_BOX_ORIGIN_MM,
                  "template": "nilearn MNI152 2009 1 mm (skull-stripped)",
                  "label_volume_ml": None if label_mni is None else float(label_mni.sum() / 1000)},
-            registration={"recipe": f"rigid, {settings.rigid_refinements} rigid pass(es) on the template-masked "
-                                    f"scan, {settings.final_transform} on the template-masked scan (antspyx)", "settings": settings.to_dict(), "ncc_before": reg.ncc_before,
+            registration={"recipe": (f"none: the scan is already in MNI152 space ({reg.skipped}); identity "
+                                     "transform" if reg.skipped else
+                                     f"rigid, {settings.rigid_refinements} rigid pass(es) on the template-masked "
+                                     f"scan, {settings.final_transform} on the template-masked scan (antspyx)"),
+                          "mode": registration, "skipped": reg.skipped,
+                          "settings": None if reg.skipped else settings.to_dict(), "ncc_before": reg.ncc_before,
                           "ncc_after": reg.ncc_after, "seconds": reg.seconds, "attempts": reg.attempts},
             brain_mask="MNI152 template brain mask" + (" united with the label" if label is not None else ""),
             files={"image": IMAGE, "brain_mask": BRAIN_MASK, "label": None if label is None else LABEL,

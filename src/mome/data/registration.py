@@ -32,6 +32,7 @@ from mome.errors import ConfigError, InputError
 
 _LPS = np.diag([-1.0, -1.0, 1.0])
 MAX_SHEAR_MM = 0.5
+REGISTRATION_MODES = ("auto", "always", "never")
 INTERPOLATORS = {"nearest": "nearestNeighbor", "linear": "linear", "label": "genericLabel"}
 
 
@@ -138,7 +139,8 @@ class Registration:
         ncc_before: NCC with the template in its brain mask when the scan is placed by its header alone.
         ncc_after: the same after registration.
         seconds: wall time of all registration stages and attempts.
-        attempts: registrations run (see :attr:`RegistrationSettings.attempts`).
+        attempts: registrations run (see :attr:`RegistrationSettings.attempts`); 0 when skipped.
+        skipped: why no registration ran (the known MNI grid the scan lies on), else None.
     """
 
     transform: Path
@@ -146,6 +148,7 @@ class Registration:
     ncc_after: float
     seconds: float
     attempts: int = 1
+    skipped: str | None = None
 
 
 def _register(fixed, moving, kind: str, prefix: Path, s: RegistrationSettings, initial: str | None = None):
@@ -158,8 +161,70 @@ def _register(fixed, moving, kind: str, prefix: Path, s: RegistrationSettings, i
                                  aff_smoothing_sigmas=tuple(s.smoothing_sigmas), verbose=False)
 
 
+#: voxel grids that are MNI152 space by construction: a scan on one of them was registered already.
+#: name -> (shape, voxel-to-RAS affine); compared after reorientation to RAS voxel order.
+KNOWN_MNI_GRIDS: dict[str, tuple[tuple[int, int, int], np.ndarray]] = {
+    "FSL MNI152 1 mm (182x218x182)": ((182, 218, 182), np.array(
+        [[1.0, 0, 0, -91], [0, 1, 0, -126], [0, 0, 1, -72], [0, 0, 0, 1]])),
+    "FSL MNI152 2 mm (91x109x91)": ((91, 109, 91), np.array(
+        [[2.0, 0, 0, -90], [0, 2, 0, -126], [0, 0, 2, -72], [0, 0, 0, 1]])),
+    "ICBM 2009 / nilearn MNI152 1 mm (197x233x189)": ((197, 233, 189), np.array(
+        [[1.0, 0, 0, -98], [0, 1, 0, -134], [0, 0, 1, -72], [0, 0, 0, 1]])),
+    "mome MNI crop (160x196x160)": (mni_crop_shape(1.0), mni_crop_affine(1.0)),
+    "authors' MoME crop (160x196x160)": ((160, 196, 160), np.array(
+        [[1.0, 0, 0, -78], [0, 1, 0, -114], [0, 0, 1, -72], [0, 0, 0, 1]])),
+}
+MNI_GRID_ATOL_MM = 0.01
+#: a scan on a known MNI grid is kept as it is only when its signal covers this fraction of the template
+#: brain (guards against a file whose header was copied from an MNI image). The real ms_patient07 scans
+#: in ../shared/data (FSL's MNI grid, skull-stripped, brain smaller than the template's) cover 0.59-0.60.
+MIN_BRAIN_COVERAGE = 0.4
+
+
+def known_mni_grid(shape: tuple[int, ...], affine: np.ndarray) -> str | None:
+    """The name of the MNI152 grid a RAS-ordered scan lies on (:data:`KNOWN_MNI_GRIDS`), or None."""
+    affine = np.asarray(affine, dtype=np.float64)
+    for name, (grid_shape, grid_affine) in KNOWN_MNI_GRIDS.items():
+        if tuple(int(n) for n in shape[:3]) == tuple(grid_shape) and \
+                np.allclose(affine, grid_affine, atol=MNI_GRID_ATOL_MM):
+            return name
+    return None
+
+
+def brain_coverage(array: np.ndarray, affine: np.ndarray) -> float:
+    """Fraction of the template brain (on the MNI crop) where the scan, placed by its header, has signal.
+
+    Signal: not zero, and above 5% of the scan's 99th percentile (background and skull stripping below).
+    """
+    import ants
+
+    moving = ants_image(array, affine)
+    fixed = ants_reference(mni_crop_shape(1.0), mni_crop_affine(1.0))
+    placed = ants.resample_image_to_target(moving, fixed, interp_type="linear").numpy()
+    brain = load_mni_crop("mask").astype(bool)
+    level = 0.05 * float(np.percentile(array[array > 0], 99)) if np.any(array > 0) else 0.0
+    return float(((placed[brain] > level) & (placed[brain] != 0)).mean())
+
+
+def identity_registration(array: np.ndarray, affine: np.ndarray, workdir: Path, grid: str) -> Registration:
+    """The registration of a scan already in MNI space: an identity ANTs transform, nothing estimated."""
+    import ants
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    path = workdir / "identity_0GenericAffine.mat"
+    tx = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,
+                                    matrix=np.eye(3), translation=np.zeros(3))
+    ants.write_transform(tx, str(path))
+    template = load_mni_crop("t1")
+    brain = load_mni_crop("mask").astype(bool)
+    placed = warp_to_mni(array, affine, path, "linear")
+    ncc = masked_ncc(placed, template, brain)
+    return Registration(path, ncc, ncc, time.perf_counter() - t0, attempts=0, skipped=grid)
+
+
 def register_to_mni(array: np.ndarray, affine: np.ndarray, workdir: Path,
-                    settings: RegistrationSettings = RegistrationSettings()) -> Registration:
+                    settings: RegistrationSettings = RegistrationSettings(), mode: str = "auto") -> Registration:
     """Register a native scan (array + RAS affine) to the MNI152 1 mm crop: rigid, masked affine.
 
     Args:
@@ -168,7 +233,20 @@ def register_to_mni(array: np.ndarray, affine: np.ndarray, workdir: Path,
         workdir: folder for ANTs' transform files (kept: ``rigid_0GenericAffine.mat``,
             ``affine_0GenericAffine.mat``; a retry writes into ``attempt<k>/``).
         settings: registration parameters.
+        mode: ``auto`` (a scan on a known MNI152 grid, :func:`known_mni_grid`, whose signal covers the
+            template brain is kept as it is: identity transform, no registration), ``always`` or
+            ``never`` (identity transform whatever the grid: for scans the user registered).
     """
+    if mode not in REGISTRATION_MODES:
+        raise ConfigError(f"unknown registration mode {mode!r}; use one of {', '.join(REGISTRATION_MODES)}")
+    if mode == "never":
+        return identity_registration(array, affine, workdir, "given as registered (--registration never)")
+    if mode == "auto":
+        grid = known_mni_grid(array.shape, affine)
+        coverage = None if grid is None else brain_coverage(array, affine)
+        if coverage is not None and coverage >= MIN_BRAIN_COVERAGE:
+            return identity_registration(array, affine, workdir,
+                                         f"{grid}; its signal covers {coverage:.0%} of the template brain")
     if settings.attempts < 1:
         raise ConfigError(f"attempts must be >= 1, got {settings.attempts}")
     t0 = time.perf_counter()

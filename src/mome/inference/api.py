@@ -53,7 +53,8 @@ def make_predictor(model=None, **options) -> tuple[Predictor, dict]:
     return Predictor.from_name(None if model is None else str(model), **options)
 
 
-def predict(image_or_path, model=None, *, preprocess: bool = False, **options) -> PredictionResult:
+def predict(image_or_path, model=None, *, preprocess: bool = False, registration: str = "auto",
+            **options) -> PredictionResult:
     """Segment the lesions of one 3D brain MR image (any of T1, T2, T1ce, FLAIR, DWI; no modality needed).
 
     Args:
@@ -63,6 +64,8 @@ def predict(image_or_path, model=None, *, preprocess: bool = False, **options) -
             network or a :class:`Predictor` (reused as is; ``options`` are then ignored).
         preprocess: run the MNI pipeline (registration, brain mask, crop) first and map the mask back
             to the scan's native grid.
+        registration: with ``preprocess``: ``auto`` (scans on a known MNI152 grid are not registered
+            again), ``always`` or ``never`` (see :func:`mome.data.registration.register_to_mni`).
         **options: :class:`Predictor` options (``device``, ``tta``, ``overlap``, ``precision``,
             ``patch_size``, ``sw_batch_size``...). ``patch_size`` defaults to ``"whole"`` (one window over
             the padded volume: measured faster and no less accurate than sliding windows, see
@@ -81,8 +84,10 @@ def predict(image_or_path, model=None, *, preprocess: bool = False, **options) -
     options.setdefault("patch_size", "whole")
     options.setdefault("precision", "auto")
     predictor, record = make_predictor(model, **options)
+    prep_record = None
     if preprocess:
-        pred, mask, lesion_prob, gate_region, brain = _predict_preprocessed(predictor, img, path)
+        pred, mask, lesion_prob, gate_region, brain, prep_record = _predict_preprocessed(
+            predictor, img, path, registration)
     else:
         pred = predictor.predict_image(img)
         mask, lesion_prob, gate_region = pred.mask, pred.lesion_probability, data != 0
@@ -95,6 +100,8 @@ def predict(image_or_path, model=None, *, preprocess: bool = False, **options) -
     stats["model"] = resolved.get("name") or resolved.get("folder")
     stats["shape"] = [int(s) for s in img.shape[:3]]
     stats["preprocessed"] = bool(preprocess)
+    if prep_record is not None:
+        stats["registration"] = prep_record["registration"]
     stats["settings"] = pred.info
     return PredictionResult(
         mask=image_like(mask, img, np.uint8, "mome lesion mask"),
@@ -124,7 +131,7 @@ def output_paths(out: str | os.PathLike, *, probabilities: bool = False, stats: 
 
 def predict_to_files(image_path: str | os.PathLike, out: str | os.PathLike, model=None, *,
                      probabilities: bool = False, stats: bool = False, preview: bool = False,
-                     overwrite: bool = False, preprocess: bool = False,
+                     overwrite: bool = False, preprocess: bool = False, registration: str = "auto",
                      **options) -> tuple[PredictionResult, dict[str, Path]]:
     """Predict one file and write the mask (and the asked-for siblings) atomically.
 
@@ -139,7 +146,7 @@ def predict_to_files(image_path: str | os.PathLike, out: str | os.PathLike, mode
         check_writable(p, overwrite)
         if p.exists() and image_path.exists() and p.resolve() == image_path.resolve():
             raise InputError(f"output {p} is the input image; choose another output path")
-    result = predict(image_path, model, preprocess=preprocess, **options)
+    result = predict(image_path, model, preprocess=preprocess, registration=registration, **options)
     save_image(result.mask, paths["mask"], overwrite)
     if probabilities:
         save_image(result.probabilities, paths["probabilities"], overwrite)
@@ -184,11 +191,12 @@ def _check_image(img) -> tuple[object, np.ndarray]:
     return img, data
 
 
-def _predict_preprocessed(predictor: Predictor, img, path: Path | None):
+def _predict_preprocessed(predictor: Predictor, img, path: Path | None, registration: str = "auto"):
     """MNI pipeline -> predict in MNI space -> mask, probability and brain mask back on the native grid.
 
     Returns:
-        ``(MNI-space prediction, native mask, native lesion probability, MNI brain mask, native brain mask)``.
+        ``(MNI-space prediction, native mask, native lesion probability, MNI brain mask, native brain mask,
+        preprocessing record)``.
     """
     import nibabel as nib
 
@@ -203,7 +211,10 @@ def _predict_preprocessed(predictor: Predictor, img, path: Path | None):
         if path is None:  # the pipeline reads files: write the in-memory image first
             path = tmp / "input.nii.gz"
             nib.save(img, str(path))
-        prep = run_preprocess(path, tmp / "mni")
+        prep = run_preprocess(path, tmp / "mni", registration=registration)
+        import json
+
+        prep_record = json.loads(prep.record_path.read_text())
         mni_img, _ = load_nifti(prep.image_path)
         brain = np.asarray(nib.load(str(prep.brain_mask_path)).dataobj) > 0
         pred = predictor.predict_image(mni_img, brain_mask=brain)
@@ -215,4 +226,4 @@ def _predict_preprocessed(predictor: Predictor, img, path: Path | None):
         native_brain = np.asarray(to_native(brain.astype(np.uint8), prep, interpolation="nearest").dataobj) > 0
     if mask.shape != tuple(img.shape[:3]):
         raise InputError(f"preprocessing mapped the mask to shape {mask.shape}, not the input's {img.shape[:3]}")
-    return pred, mask.astype(np.uint8), prob, brain, native_brain
+    return pred, mask.astype(np.uint8), prob, brain, native_brain, prep_record
