@@ -180,43 +180,49 @@ class PlansArchitecture:
     facts: dict[str, Any]
 
 
-def plans_architecture(ckpt: dict, source: str = "checkpoint") -> PlansArchitecture:
-    """Read the ``PlainConvUNet`` of ``init_args['plans']['configurations'][init_args['configuration']]``.
+def plans_architecture(ckpt: dict, source: str = "checkpoint", plans: dict | None = None,
+                       dataset_json: dict | None = None) -> PlansArchitecture:
+    """Read the ``PlainConvUNet`` of ``plans['configurations'][init_args['configuration']]``.
 
+    Both plans formats are read: nnU-Net 2.2-2.3 (``UNet_class_name``, ``UNet_base_num_features``...)
+    and 2.4 and later (an ``architecture`` entry with ``network_class_name`` and ``arch_kwargs``).
     Configuration inheritance (``inherits_from``) is resolved as nnU-Net's ``PlansManager`` does.
     ``input_channels`` and ``num_classes`` are taken from the state dict (first convolution and last
     segmentation layer), which is what the network was actually built with.
 
+    Args:
+        ckpt: the checkpoint dict (:func:`load_nnunet_checkpoint`).
+        source: the file's name, for messages.
+        plans, dataset_json: the model folder's ``plans.json`` / ``dataset.json`` when the user has them;
+            default the copies inside the checkpoint's ``init_args``.
+
     Raises:
-        CheckpointError: ``init_args``/plans missing or not describing a 3D ``PlainConvUNet``.
+        CheckpointError: plans missing or not describing a 3D ``PlainConvUNet``; the named field says why.
     """
-    init_args = ckpt.get("init_args")
-    if not isinstance(init_args, dict) or not isinstance(init_args.get("plans"), dict):
-        raise CheckpointError(f"{source} has no nnU-Net plans in 'init_args' (is it an nnU-Net v2 checkpoint?)")
-    plans = init_args["plans"]
+    init_args = ckpt.get("init_args") if isinstance(ckpt.get("init_args"), dict) else {}
+    if plans is None:
+        plans = init_args.get("plans")
+    if not isinstance(plans, dict):
+        raise CheckpointError(f"{source} has no nnU-Net plans in 'init_args' (is it an nnU-Net v2 checkpoint?); "
+                              "pass the model's plans.json")
+    if dataset_json is None:
+        dataset_json = init_args.get("dataset_json")
     name = init_args.get("configuration")
     configs = plans.get("configurations")
+    if name is None and isinstance(configs, dict) and len(configs) == 1:
+        name = next(iter(configs))
     if not isinstance(configs, dict) or name not in configs:
         raise CheckpointError(f"{source}: configuration {name!r} is not in the plans "
                               f"(available: {sorted(configs) if isinstance(configs, dict) else 'none'})")
-    cfg = _resolve_configuration(configs, name, source)
+    cfg = resolve_configuration(configs, name, source)
+    weights = strip_wrapper_prefixes(ckpt["network_weights"], source)
     try:
-        if cfg.get("UNet_class_name", "PlainConvUNet") != "PlainConvUNet":
-            raise CheckpointError(f"{source}: network class {cfg['UNet_class_name']!r} is not supported "
-                                  "(MoME experts and gate are nnU-Net PlainConvUNets)")
-        kernels = [list(map(int, k)) for k in cfg["conv_kernel_sizes"]]
-        strides = [list(map(int, s)) for s in cfg["pool_op_kernel_sizes"]]
-        n = len(kernels)
-        if any(len(k) != 3 for k in kernels + strides):
-            raise CheckpointError(f"{source}: configuration {name!r} is not 3D (kernels {kernels})")
-        base, cap = int(cfg["UNet_base_num_features"]), int(cfg["unet_max_num_features"])
-        weights = strip_wrapper_prefixes(ckpt["network_weights"], source)
+        topology = _architecture_topology(cfg, source) if "architecture" in cfg else _legacy_topology(cfg, source)
+        n = len(topology["kernel_sizes"])
+        if any(len(k) != 3 for k in topology["kernel_sizes"] + topology["strides"]):
+            raise CheckpointError(f"{source}: configuration {name!r} is not 3D (kernels {topology['kernel_sizes']})")
         unet = UNetConfig(
-            features_per_stage=[min(base * 2 ** i, cap) for i in range(n)],
-            strides=strides,
-            kernel_sizes=kernels,
-            n_conv_per_stage=[int(v) for v in cfg["n_conv_per_stage_encoder"]],
-            n_conv_per_stage_decoder=[int(v) for v in cfg["n_conv_per_stage_decoder"]],
+            **topology,
             input_channels=int(_weight(weights, "encoder.stages.0.0.convs.0.conv.weight", source).shape[1]),
             num_classes=int(_weight(weights, f"decoder.seg_layers.{n - 2}.weight", source).shape[0]),
         )
@@ -224,8 +230,10 @@ def plans_architecture(ckpt: dict, source: str = "checkpoint") -> PlansArchitect
         spacing = [float(v) for v in cfg["spacing"]]
     except CheckpointError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: plans configuration {name!r} is incomplete or malformed ({exc!r})") from exc
+    except KeyError as exc:
+        raise CheckpointError(f"{source}: plans configuration {name!r} lacks the field {exc.args[0]!r}") from exc
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: plans configuration {name!r} is malformed ({exc!r})") from exc
     except ConfigError as exc:  # from UNetConfig: stage counts that do not agree
         raise CheckpointError(f"{source}: plans configuration {name!r} is inconsistent: {exc}") from exc
     facts = {
@@ -234,15 +242,71 @@ def plans_architecture(ckpt: dict, source: str = "checkpoint") -> PlansArchitect
         "image_reader_writer": plans.get("image_reader_writer"),
         "transpose_forward": plans.get("transpose_forward", [0, 1, 2]),
         "normalization_schemes": cfg.get("normalization_schemes"),
+        "use_mask_for_norm": cfg.get("use_mask_for_norm"),
         "trainer_name": ckpt.get("trainer_name"),
         "fold": init_args.get("fold"),
         "current_epoch": ckpt.get("current_epoch"),
-        "labels": (init_args.get("dataset_json") or {}).get("labels"),
+        "labels": (dataset_json or {}).get("labels"),
     }
     return PlansArchitecture(unet, str(name), patch, spacing, facts)
 
 
-def _resolve_configuration(configs: dict, name: str, source: str, seen: tuple[str, ...] = ()) -> dict:
+def _legacy_topology(cfg: dict, source: str) -> dict:
+    """nnU-Net 2.2-2.3 plans: the U-Net is described by flat keys."""
+    if cfg.get("UNet_class_name", "PlainConvUNet") != "PlainConvUNet":
+        raise CheckpointError(f"{source}: network class {cfg['UNet_class_name']!r} (plans field 'UNet_class_name') "
+                              "is not supported; mome imports nnU-Net PlainConvUNets")
+    kernels = [list(map(int, k)) for k in cfg["conv_kernel_sizes"]]
+    base, cap = int(cfg["UNet_base_num_features"]), int(cfg["unet_max_num_features"])
+    return dict(features_per_stage=[min(base * 2 ** i, cap) for i in range(len(kernels))],
+                strides=[list(map(int, s)) for s in cfg["pool_op_kernel_sizes"]], kernel_sizes=kernels,
+                n_conv_per_stage=[int(v) for v in cfg["n_conv_per_stage_encoder"]],
+                n_conv_per_stage_decoder=[int(v) for v in cfg["n_conv_per_stage_decoder"]])
+
+
+# the building blocks ExpertUNet is made of; anything else in arch_kwargs is another network
+_EXPECTED_OPS = {"conv_op": "torch.nn.modules.conv.Conv3d", "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+                 "nonlin": "torch.nn.LeakyReLU"}
+
+
+def _architecture_topology(cfg: dict, source: str) -> dict:
+    """nnU-Net >= 2.4 plans: ``architecture = {network_class_name, arch_kwargs, _kw_requires_import}``."""
+    arch = cfg["architecture"]
+    if not isinstance(arch, dict):
+        raise CheckpointError(f"{source}: plans field 'architecture' is not a dict")
+    cls = str(arch.get("network_class_name", ""))
+    if cls.rsplit(".", 1)[-1] != "PlainConvUNet":
+        raise CheckpointError(f"{source}: network class {cls!r} (plans field 'architecture.network_class_name') "
+                              "is not supported; mome imports nnU-Net PlainConvUNets")
+    kw = arch["arch_kwargs"]
+    for key, wanted in _EXPECTED_OPS.items():
+        got = str(kw.get(key))
+        if got.rsplit(".", 1)[-1] != wanted.rsplit(".", 1)[-1]:
+            raise CheckpointError(f"{source}: plans field 'architecture.arch_kwargs.{key}' is {got!r}; mome's "
+                                  f"U-Net uses {wanted}")
+    if kw.get("dropout_op") not in (None, "None"):
+        raise CheckpointError(f"{source}: plans field 'architecture.arch_kwargs.dropout_op' is {kw['dropout_op']!r}; "
+                              "mome's U-Net has no dropout")
+    norm_kwargs = kw.get("norm_op_kwargs") or {}
+    if not norm_kwargs.get("affine", False):
+        raise CheckpointError(f"{source}: plans field 'architecture.arch_kwargs.norm_op_kwargs.affine' is not true; "
+                              "mome's U-Net uses affine InstanceNorm")
+    n = int(kw["n_stages"])
+    out = dict(features_per_stage=[int(v) for v in kw["features_per_stage"]],
+               strides=[list(map(int, s)) for s in kw["strides"]],
+               kernel_sizes=[list(map(int, k)) for k in kw["kernel_sizes"]],
+               n_conv_per_stage=[int(v) for v in kw["n_conv_per_stage"]],
+               n_conv_per_stage_decoder=[int(v) for v in kw["n_conv_per_stage_decoder"]],
+               conv_bias=bool(kw.get("conv_bias", True)), norm_eps=float(norm_kwargs.get("eps", 1e-5)),
+               leaky_slope=float((kw.get("nonlin_kwargs") or {}).get("negative_slope", 0.01)))
+    if len(out["features_per_stage"]) != n:
+        raise CheckpointError(f"{source}: plans field 'architecture.arch_kwargs.n_stages' is {n} but "
+                              f"'features_per_stage' has {len(out['features_per_stage'])} entries")
+    return out
+
+
+def resolve_configuration(configs: dict, name: str, source: str, seen: tuple[str, ...] = ()) -> dict:
+    """One plans configuration with ``inherits_from`` resolved (as nnU-Net's ``PlansManager`` does)."""
     if name in seen:
         raise CheckpointError(f"{source}: circular 'inherits_from' in plans: {' -> '.join(seen + (name,))}")
     if name not in configs or not isinstance(configs[name], dict):
@@ -250,7 +314,7 @@ def _resolve_configuration(configs: dict, name: str, source: str, seen: tuple[st
     cfg = dict(configs[name])
     parent = cfg.get("inherits_from")
     if parent is not None:
-        base = _resolve_configuration(configs, parent, source, seen + (name,))
+        base = resolve_configuration(configs, parent, source, seen + (name,))
         base.update(cfg)
         cfg = base
     return cfg

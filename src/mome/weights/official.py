@@ -38,6 +38,7 @@ from mome.weights.nnunet_checkpoint import (
     plans_architecture,
     strip_wrapper_prefixes,
 )
+from mome.weights.nnunet_folder import nnunet_record
 from mome.weights.store import load_unique_state_dict, save_model
 
 OFFICIAL_REPO_ID = "ZhangxinruBIT/MoME"
@@ -110,7 +111,9 @@ def find_official_folder(src_dir: str | os.PathLike, which: Which = "mome",
         raise CheckpointError(f"{src} is not a folder; pass the downloaded {MOME_FOLDER}/ or {EXPERTS_FOLDER}/ "
                               "folder (or the folder that contains it)")
     name = MOME_FOLDER if which == "mome" else EXPERTS_FOLDER
-    candidates = [src, src / name]
+    # the named folder first (the parent of Pretrained_Experts/ also holds MoME_CHECKPOINT/*.pth), wherever
+    # it sits up to two levels down (the hub has MoME_foundation/MoME_CHECKPOINT/ since its restructuring)
+    candidates = [src / name, *sorted(src.glob(f"*/{name}")), *sorted(src.glob(f"*/*/{name}")), src]
     for folder in candidates:
         if which == "mome" and (folder / checkpoint_name).is_file():
             return folder
@@ -119,7 +122,8 @@ def find_official_folder(src_dir: str | os.PathLike, which: Which = "mome",
     wanted = (f"{checkpoint_name} (gate) and {', '.join(numbered_checkpoints(checkpoint_name))} (experts)"
               if which == "mome" else f"{', '.join(numbered_checkpoints(checkpoint_name))} or one checkpoint "
                                       f"per modality ({', '.join(RELEASED_MODALITIES)})")
-    raise CheckpointError(f"no official {which} checkpoints in {src} or {src / name}: expected {wanted}")
+    raise CheckpointError(f"no official {which} checkpoints in {src}, {src / name} or a {name}/ folder up to two "
+                          f"levels below {src}: expected {wanted}")
 
 
 def _looks_like_experts(folder: Path, checkpoint_name: str) -> bool:
@@ -162,16 +166,16 @@ def expert_files(folder: Path, checkpoint_name: str = DEFAULT_CHECKPOINT) -> lis
     return order
 
 
-def _read(path: Path) -> tuple[PlansArchitecture, dict[str, torch.Tensor]]:
+def _read(path: Path) -> tuple[PlansArchitecture, dict[str, torch.Tensor], dict]:
     ckpt = load_nnunet_checkpoint(path)
     arch = plans_architecture(ckpt, source=str(path))
-    return arch, strip_wrapper_prefixes(ckpt["network_weights"], str(path))
+    return arch, strip_wrapper_prefixes(ckpt["network_weights"], str(path)), ckpt
 
 
-def _read_experts(files: list[Path]) -> tuple[list[PlansArchitecture], list[dict[str, torch.Tensor]]]:
-    archs, weights = [], []
+def _read_experts(files: list[Path]) -> tuple[list[PlansArchitecture], list[dict[str, torch.Tensor]], list[dict]]:
+    archs, weights, ckpts = [], [], []
     for path in files:
-        arch, state = _read(path)
+        arch, state, ckpt = _read(path)
         if arch.unet.input_channels != 1:
             raise CheckpointError(f"{path}: an expert takes 1 image channel, this network takes "
                                   f"{arch.unet.input_channels} (is it the gate?)")
@@ -180,14 +184,15 @@ def _read_experts(files: list[Path]) -> tuple[list[PlansArchitecture], list[dict
                                   f"({arch.unet} vs {archs[0].unet}); all experts must share one topology")
         archs.append(arch)
         weights.append(state)
-    return archs, weights
+        ckpts.append(ckpt)
+    return archs, weights, ckpts
 
 
 def _import_mome(folder: Path, out_dir: Path, overwrite: bool, checkpoint_name: str) -> Path:
     gate_path = folder / checkpoint_name
     files = expert_files(folder, checkpoint_name)
-    archs, expert_states = _read_experts(files)
-    gate_arch, gate_state = _read(gate_path)
+    archs, expert_states, _ = _read_experts(files)
+    gate_arch, gate_state, gate_ckpt = _read(gate_path)
     expert = archs[0].unet
     config = MoMEConfig(modalities=list(RELEASED_MODALITIES), expert=expert, gate_type="hierarchical",
                         gate_activation="identity")
@@ -204,7 +209,7 @@ def _import_mome(folder: Path, out_dir: Path, overwrite: bool, checkpoint_name: 
     for module, state, path in zip(model.experts, expert_states, files):
         load_nnunet_state(module, state, str(path))
     load_nnunet_state(model.gate.net, gate_state, str(gate_path))
-    metadata = _metadata(gate_arch, folder, [gate_path, *files], MOME_FOLDER)
+    metadata = _metadata(gate_arch, gate_ckpt, folder, [gate_path, *files], MOME_FOLDER)
     metadata["description"] = ("official MoME (Zhang et al., MICCAI 2024): gate + 5 fine-tuned experts, "
                                "imported from the authors' nnU-Net checkpoints")
     metadata["expert_files"] = {m: p.name for m, p in zip(RELEASED_MODALITIES, files)}
@@ -214,15 +219,15 @@ def _import_mome(folder: Path, out_dir: Path, overwrite: bool, checkpoint_name: 
 
 def _import_experts(folder: Path, out_dir: Path, overwrite: bool, checkpoint_name: str) -> Path:
     files = expert_files(folder, checkpoint_name)
-    archs, states = _read_experts(files)
+    archs, states, ckpts = _read_experts(files)
     index = {"kind": "official_experts", "modalities": list(RELEASED_MODALITIES), "folders": {},
              "source": f"{OFFICIAL_URL}/tree/main/{EXPERTS_FOLDER}", "licence": LICENCE}
     with atomic_path(out_dir, overwrite=overwrite) as tmp:
         tmp.mkdir(parents=True)
-        for modality, arch, state, path in zip(RELEASED_MODALITIES, archs, states, files):
+        for modality, arch, state, ckpt, path in zip(RELEASED_MODALITIES, archs, states, ckpts, files):
             net = build_model(arch.unet)
             load_nnunet_state(net, state, str(path))
-            metadata = _metadata(arch, folder, [path], EXPERTS_FOLDER)
+            metadata = _metadata(arch, ckpt, folder, [path], EXPERTS_FOLDER)
             metadata["description"] = f"official MoME stage-1 {modality} expert (one nnU-Net), authors' weights"
             metadata["modality"] = modality
             save_model(net, tmp / modality, metadata=metadata)
@@ -278,7 +283,7 @@ def file_axes(values: list, facts: dict) -> list:
     return out
 
 
-def _metadata(arch: PlansArchitecture, folder: Path, files: list[Path], hub_folder: str) -> dict:
+def _metadata(arch: PlansArchitecture, ckpt: dict, folder: Path, files: list[Path], hub_folder: str) -> dict:
     reader = arch.facts.get("image_reader_writer") or "SimpleITKIO"
     order = "(k, j, i) voxel axes, as SimpleITK reads the file" if reader == "SimpleITKIO" else \
         "(i, j, k) voxel axes, as nibabel reads the file"
@@ -291,20 +296,18 @@ def _metadata(arch: PlansArchitecture, folder: Path, files: list[Path], hub_fold
         "gate_activation": "identity",
         "patch_size": file_axes(arch.patch_size, arch.facts),
         "spacing_mm": file_axes(arch.spacing, arch.facts),
-        "nnunet": {
-            **arch.facts,
-            "configuration": arch.configuration,
-            "patch_size_network_axes": arch.patch_size,
-            "spacing_network_axes": arch.spacing,
-            "network_input_axes": order,
-        },
+        # the authors' nnU-Net fork does not crop to the non-zero box (Codes: cropping.py uses np.ones_like),
+        # and their scans went through their MNI recipe first: the "authors" preprocessing profile
+        "nnunet": {**nnunet_record(ckpt, arch, ckpt["init_args"]["plans"], ckpt["init_args"].get("dataset_json") or {},
+                                   crop_to_nonzero=False, profile="authors"),
+                   "network_input_axes": order},
         "imported_from": {"folder": str(folder.resolve()),
-                          "sha256": {p.name if p.parent == folder else str(p.relative_to(folder)): _sha256(p)
+                          "sha256": {p.name if p.parent == folder else str(p.relative_to(folder)): sha256_file(p)
                                      for p in files}},
     }
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -337,7 +340,10 @@ def download_official(dest_dir: str | os.PathLike | None = None, *, which: Which
     hub_folder = MOME_FOLDER if which == "mome" else EXPERTS_FOLDER
     dest = Path(dest_dir).expanduser() if dest_dir is not None else default_download_dir()
     try:
-        snapshot_download(repo_id=OFFICIAL_REPO_ID, repo_type="model", allow_patterns=[f"{hub_folder}/*"],
+        # the folder at the top (the layout the importer was written for) or one level down
+        # (MoME_foundation/MoME_CHECKPOINT/ after the hub repository was restructured)
+        snapshot_download(repo_id=OFFICIAL_REPO_ID, repo_type="model",
+                          allow_patterns=[f"{hub_folder}/*", f"*/{hub_folder}/*"],
                           local_dir=str(dest), endpoint=endpoint, etag_timeout=timeout_s)
     except _hub_errors() as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -346,8 +352,7 @@ def download_official(dest_dir: str | os.PathLike | None = None, *, which: Which
             f"({type(exc).__name__}: {first}). If this machine is offline, download it elsewhere "
             f"(hf download {OFFICIAL_REPO_ID} --include '{hub_folder}/*' --local-dir DIR), copy DIR here and run "
             f"'mome weights import-official DIR/{hub_folder} --out MODEL_DIR'") from exc
-    folder = dest / hub_folder
-    find_official_folder(folder, which)  # the expected files are there
+    folder = find_official_folder(dest, which)  # names what was looked for when nothing matched
     if which == "mome":
         expert_files(folder)
     return folder
