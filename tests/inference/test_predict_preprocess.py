@@ -8,6 +8,8 @@ expected native mask is known exactly.
 
 from __future__ import annotations
 
+import json
+
 import sys
 import types
 from dataclasses import dataclass
@@ -30,10 +32,11 @@ class _Result:
     image_path: Path
     brain_mask_path: Path
     native_path: Path
+    record_path: Path
 
 
 def _fake_preprocess_module(calls: list) -> types.ModuleType:
-    def preprocess(image_path, out_dir, label_path=None, overwrite=False):
+    def preprocess(image_path, out_dir, label_path=None, overwrite=False, registration="auto", profile="mome"):
         calls.append(Path(image_path))
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True)
@@ -43,7 +46,10 @@ def _fake_preprocess_module(calls: list) -> types.ModuleType:
         affine[:3, 3] = native.affine[:3, :3] @ [c.start for c in CROP] + native.affine[:3, 3]
         save_nii(out_dir / "image.nii.gz", data, affine)
         save_nii(out_dir / "brain.nii.gz", (data != 0).astype(np.uint8), affine)
-        return _Result(out_dir / "image.nii.gz", out_dir / "brain.nii.gz", Path(image_path))
+        (out_dir / "preprocess.json").write_text(json.dumps({"registration": {"mode": registration},
+                                                             "profile": profile}))
+        return _Result(out_dir / "image.nii.gz", out_dir / "brain.nii.gz", Path(image_path),
+                       out_dir / "preprocess.json")
 
     def to_native(array, result, interpolation="nearest", threshold=0.5):
         native = nib.load(str(result.native_path))

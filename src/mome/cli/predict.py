@@ -30,6 +30,10 @@ def predict(
     registration: str = typer.Option("auto", "--registration",
                                      help="with --preprocess: auto (a scan on a known MNI152 grid, e.g. FSL's "
                                           "182x218x182, is not registered again), always, or never"),
+    fast: bool = typer.Option(False, "--fast",
+                              help="imported nnU-Net / official models: one whole-volume window, no mirroring "
+                                   "(default for them: nnU-Net's windows of the training patch, step 0.5, "
+                                   "Gaussian, mirroring; docs/official-weights.md has the costs)"),
     tta: bool = typer.Option(False, "--tta", help="mirroring test-time augmentation (8 flips, ~8x slower)"),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available, else CPU), cpu or cuda"),
     precision: str = typer.Option("auto", "--precision",
@@ -64,7 +68,7 @@ def predict(
     if registration not in REGISTRATION_MODES:
         raise ConfigError(f"--registration {registration!r}; use one of {', '.join(REGISTRATION_MODES)}")
     options = dict(device=device, tta=tta, precision=precision, overlap=overlap, grouped_experts=grouped_experts,
-                   skip_experts=skip_experts, channels_last=channels_last)
+                   skip_experts=skip_experts, channels_last=channels_last, fast=fast)
     options["patch_size"] = "whole" if whole_volume else None  # None: the training patch, sliding
     flags = dict(probabilities=probabilities, stats=stats, preview=preview, overwrite=overwrite,
                  preprocess=preprocess, registration=registration)

@@ -24,12 +24,16 @@ def import_official_cmd(
     which: str = typer.Option("mome", "--which", help=_WHICH_HELP),
     checkpoint: str = typer.Option("checkpoint_best.pth", "--checkpoint",
                                    help="gate file name; expert files add 1..5 before .pth"),
+    plans: Path = typer.Option(None, "--plans", help="the authors' plans.json (default: the plans inside the "
+                                                     "checkpoints; a file that disagrees with them is refused)"),
+    dataset_json: Path = typer.Option(None, "--dataset-json", help="the authors' dataset.json"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),
 ) -> None:
     """Convert the official nnU-Net v2.2 checkpoints to a mome model folder (nothing in them is executed)."""
     from mome.weights.official import import_official
 
-    folder = import_official(src, out, which=which, overwrite=overwrite, checkpoint_name=checkpoint)
+    folder = import_official(src, out, which=which, overwrite=overwrite, checkpoint_name=checkpoint,
+                             plans=plans, dataset_json=dataset_json)
     typer.echo(f"wrote {folder}")
     if which == "mome":
         typer.echo(f"use it with: mome predict -i IMAGE -o MASK --model {folder}")
@@ -57,3 +61,24 @@ def download_cmd(
         return
     model = import_official(folder, out, which=which, overwrite=overwrite)
     typer.echo(f"wrote {model}")
+
+
+@weights_app.command("import-nnunet")
+def import_nnunet_cmd(
+    src: Path = typer.Argument(..., help="an nnU-Net v2 trained model folder (dataset.json, plans.json, "
+                                         "fold_X/checkpoint_final.pth), one fold_X folder, or a checkpoint file"),
+    out: Path = typer.Option(..., "--out", "-o", help="model folder to write"),
+    fold: str = typer.Option(None, "--fold", help="which fold_X (needed when the folder holds several)"),
+    checkpoint: str = typer.Option(None, "--checkpoint",
+                                   help="checkpoint file name (default checkpoint_final.pth, else checkpoint_best.pth)"),
+    plans: Path = typer.Option(None, "--plans", help="plans.json (default: the folder's, else the checkpoint's)"),
+    dataset_json: Path = typer.Option(None, "--dataset-json", help="dataset.json (default: the folder's)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),
+) -> None:
+    """Import one fold of any nnU-Net v2 PlainConvUNet model; mome predict then runs nnU-Net's own inference."""
+    from mome.weights.nnunet_folder import import_nnunet_folder
+
+    folder = import_nnunet_folder(src, out, fold=fold, checkpoint_name=checkpoint, plans=plans,
+                                  dataset_json=dataset_json, overwrite=overwrite)
+    typer.echo(f"wrote {folder}")
+    typer.echo(f"use it with: mome predict -i IMAGE -o MASK --model {folder}   (needs: pip install 'mome[nnunet]')")

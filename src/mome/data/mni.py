@@ -31,7 +31,37 @@ MNI_TEMPLATE_ORIGIN_MM = (-98.0, -134.0, -72.0)
 MNI_CROP_OFFSET = tuple(int(b - t) for b, t in zip(MNI_BOX_ORIGIN_MM, MNI_TEMPLATE_ORIGIN_MM))
 """Index of the box's first 1 mm voxel in nilearn's 197 x 233 x 189 template: (18, 18, -2)."""
 
+AUTHORS_BOX_ORIGIN_MM = (-78.0, -114.0, -72.0)
+"""First voxel centre of the authors' crop ``[20:180, 20:216, 0:160]`` of the 197 x 233 x 189 template
+(``Codes_prepro/crop.py``): mome's box moved by +2 mm on every axis."""
+
 MAP_KINDS = ("t1", "gm", "wm", "csf", "mask")
+
+
+def authors_crop_affine() -> np.ndarray:
+    """The affine of the authors' 160 x 196 x 160 crop at 1 mm (RAS)."""
+    affine = np.eye(4)
+    affine[:3, 3] = AUTHORS_BOX_ORIGIN_MM
+    return affine
+
+
+@functools.lru_cache(maxsize=4)
+def _template_mask_on(shape: tuple[int, int, int], affine_bytes: bytes) -> np.ndarray:
+    from nilearn import datasets, image
+
+    affine = np.frombuffer(affine_bytes).reshape(4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        img = image.resample_img(datasets.load_mni152_brain_mask(resolution=1), target_affine=affine,
+                                 target_shape=shape, interpolation="linear", force_resample=True, copy_header=True)
+    mask = np.asarray(img.get_fdata()) > 0.5
+    mask.setflags(write=False)
+    return mask
+
+
+def template_mask_on(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """nilearn's MNI152 brain mask (partial volume > 0.5) on any 1 mm grid in MNI space (read-only bool)."""
+    return _template_mask_on(tuple(int(n) for n in shape), np.asarray(affine, dtype=np.float64).tobytes())
 
 
 def _spacing(spacing_mm: float) -> float:

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mome.data.mni import MNI_BOX_ORIGIN_MM, load_mni_crop, mni_crop_affine, mni_crop_shape
+from mome.data.mni import (AUTHORS_BOX_ORIGIN_MM, MNI_BOX_ORIGIN_MM, MNI_CROP_SHAPE, authors_crop_affine,
+                           mni_crop_affine, template_mask_on)
 from mome.data.registration import RegistrationSettings, register_to_mni, warp_to_mni, warp_to_native
 from mome.data.validate import format_values
 from mome.errors import InputError, OutputExistsError
@@ -37,6 +38,14 @@ from mome.utils.provenance import provenance
 IMAGE, BRAIN_MASK, LABEL, TRANSFORM, RECORD = (
     "image.nii.gz", "brain_mask.nii.gz", "label.nii.gz", "native_to_mni.mat", "preprocess.json")
 AFFINE_ATOL = 1e-3
+#: ``mome``: mome's crop, every scan multiplied by the template brain mask (mome's own models);
+#: ``authors``: the authors' MoME recipe (official weights): their crop box, and the brain mask applied
+#: only to skull-on scans (``Codes_prepro/skull_stripping.py``), nnU-Net normalising afterwards.
+PROFILES = ("mome", "authors")
+SKULL_STRIP = ("auto", "yes", "no")
+#: a registered scan is skull-on when more than this fraction of its signal lies over 5 mm outside the
+#: template brain mask (skull-stripped scans: ~0; the skull-on TCGA scans in ../shared/data: far more)
+SKULL_ON_FRACTION = 0.05
 
 
 @dataclass
@@ -67,6 +76,12 @@ class PreprocessResult:
     ncc_before: float
     ncc_after: float
     record_path: Path
+    grid_shape: tuple[int, int, int] = MNI_CROP_SHAPE
+    grid_affine: np.ndarray = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.grid_affine is None:
+            self.grid_affine = mni_crop_affine(1.0)
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> PreprocessResult:
@@ -82,11 +97,12 @@ class PreprocessResult:
                              "(run `mome preprocess -i scan.nii.gz -o DIR` first)")
         try:
             rec = json.loads(rec_path.read_text())
-            native, files, reg = rec["native"], rec["files"], rec["registration"]
+            native, files, reg, mni = rec["native"], rec["files"], rec["registration"], rec["mni"]
             result = cls(out_dir, out_dir / files["image"], out_dir / files["brain_mask"],
                          None if files.get("label") is None else out_dir / files["label"],
                          out_dir / files["transform"], tuple(native["shape"]), np.array(native["affine"], float),
-                         Path(native["source"]), float(reg["ncc_before"]), float(reg["ncc_after"]), rec_path)
+                         Path(native["source"]), float(reg["ncc_before"]), float(reg["ncc_after"]), rec_path,
+                         tuple(mni["shape"]), np.array(mni["affine"], float))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{rec_path} is not a valid preprocessing record: {exc}") from exc
         if not result.transform_path.is_file():
@@ -126,7 +142,7 @@ def _load_inputs(image_path: Path, label_path: Path | None):
 
 def preprocess(image_path: str | os.PathLike, out_dir: str | os.PathLike, label_path: str | os.PathLike | None = None,
                overwrite: bool = False, settings: RegistrationSettings | None = None,
-               registration: str = "auto") -> PreprocessResult:
+               registration: str = "auto", profile: str = "mome", skull_strip: str = "auto") -> PreprocessResult:
     """Register a scan to MNI152, crop it to 160 x 196 x 160 at 1 mm and brain-mask it.
 
     Args:
@@ -139,6 +155,11 @@ def preprocess(image_path: str | os.PathLike, out_dir: str | os.PathLike, label_
         registration: ``auto`` (a scan on a known MNI152 1 mm or 2 mm grid is not registered again),
             ``always`` or ``never`` (the scan is taken as registered already; see
             :func:`mome.data.registration.register_to_mni`).
+        profile: ``mome`` (mome's crop; the scan is multiplied by the template brain mask) or ``authors``
+            (the official weights' inputs: the authors' crop ``[20:180, 20:216, 0:160]`` of the MNI152
+            2009 grid, the brain mask applied only to skull-on scans, see ``skull_strip``).
+        skull_strip: with ``authors``: ``auto`` (mask only scans found skull-on, as the authors masked only
+            their skull-on datasets), ``yes`` or ``no``.
 
     Returns:
         The written files and the native geometry (:class:`PreprocessResult`).
@@ -149,6 +170,10 @@ def preprocess(image_path: str | os.PathLike, out_dir: str | os.PathLike, label_
     """
     import nibabel as nib
 
+    if profile not in PROFILES:
+        raise InputError(f"unknown preprocessing profile {profile!r}; use one of {', '.join(PROFILES)}")
+    if skull_strip not in SKULL_STRIP:
+        raise InputError(f"skull_strip {skull_strip!r}; use one of {', '.join(SKULL_STRIP)}")
     image_path, out_dir = Path(image_path), Path(out_dir)
     label_path = None if label_path is None else Path(label_path)
     settings = settings or RegistrationSettings()
@@ -166,28 +191,41 @@ def preprocess(image_path: str | os.PathLike, out_dir: str | os.PathLike, label_
         shutil.copyfile(reg.transform, tmp / TRANSFORM)
         shutil.rmtree(tmp / "ants")
         transform = tmp / TRANSFORM
-        crop_aff = mni_crop_affine(1.0)
-        brain = load_mni_crop("mask").astype(bool)
+        crop_aff = authors_crop_affine() if profile == "authors" else mni_crop_affine(1.0)
+        grid = (MNI_CROP_SHAPE, crop_aff)
+        template_brain = template_mask_on(MNI_CROP_SHAPE, crop_aff)
+        brain = template_brain.copy()
         label_mni = None
         if label is not None:
             canon_lab = nib.as_closest_canonical(label)
             label_mni = warp_to_mni(np.asarray(canon_lab.dataobj, np.float32), canon_lab.affine, transform,
-                                    "nearest") > 0.5
+                                    "nearest", grid=grid) > 0.5
             brain |= label_mni
             save_nifti(label_mni.astype(np.uint8), crop_aff, tmp / LABEL)
-        warped = warp_to_mni(canon_arr, canon.affine, transform, "linear")
-        save_nifti((warped * brain).astype(np.float32), crop_aff, tmp / IMAGE)
+        warped = warp_to_mni(canon_arr, canon.affine, transform, "linear", grid=grid)
+        skull_on = skull_on_fraction(warped, template_brain)
+        if profile == "mome":
+            masked, how = True, "MNI152 template brain mask" + (" united with the label" if label is not None else "")
+        else:
+            masked = skull_strip == "yes" or (skull_strip == "auto" and skull_on > SKULL_ON_FRACTION)
+            how = (f"skull_strip={skull_strip}: " + ("template brain mask applied" if masked else "not masked")
+                   + f" ({skull_on:.1%} of the signal lies over 5 mm outside the template brain)")
+        save_nifti((warped * brain if masked else warped).astype(np.float32), crop_aff, tmp / IMAGE)
         save_nifti(brain.astype(np.uint8), crop_aff, tmp / BRAIN_MASK)
         zooms = np.linalg.norm(img.affine[:3, :3], axis=0)
         record = provenance(
             seed=settings.random_seed,
+            profile=profile,
             native={"source": str(image_path.resolve()), "shape": list(img.shape),
                     "affine": img.affine.tolist(), "orientation": "".join(nib.aff2axcodes(img.affine)),
                     "voxel_size_mm": zooms.tolist(),
                     "label": None if label_path is None else str(label_path.resolve()),
                     "label_volume_ml": None if label is None else
                     float(np.asarray(label.dataobj).sum() * np.prod(zooms) / 1000)},
-            mni={"shape": list(mni_crop_shape(1.0)), "affine": crop_aff.tolist(), "box_origin_mm": MNI_BOX_ORIGIN_MM,
+            mni={"shape": list(MNI_CROP_SHAPE), "affine": crop_aff.tolist(),
+                 "box_origin_mm": AUTHORS_BOX_ORIGIN_MM if profile == "authors" else MNI_BOX_ORIGIN_MM,
+                 "box": "the authors' crop [20:180, 20:216, 0:160] of the 197x233x189 MNI152 2009 grid"
+                        if profile == "authors" else "mome's crop (template voxels [18:178, 18:214, -2:158])",
                  "template": "nilearn MNI152 2009 1 mm (skull-stripped)",
                  "label_volume_ml": None if label_mni is None else float(label_mni.sum() / 1000)},
             registration={"recipe": (f"none: the scan is already in MNI152 space ({reg.skipped}); identity "
@@ -197,7 +235,7 @@ def preprocess(image_path: str | os.PathLike, out_dir: str | os.PathLike, label_
                           "mode": registration, "skipped": reg.skipped,
                           "settings": None if reg.skipped else settings.to_dict(), "ncc_before": reg.ncc_before,
                           "ncc_after": reg.ncc_after, "seconds": reg.seconds, "attempts": reg.attempts},
-            brain_mask="MNI152 template brain mask" + (" united with the label" if label is not None else ""),
+            brain_mask=how, skull_on_fraction=skull_on, masked=bool(masked),
             files={"image": IMAGE, "brain_mask": BRAIN_MASK, "label": None if label is None else LABEL,
                    "transform": TRANSFORM},
             seconds=time.perf_counter() - t0)
@@ -228,11 +266,11 @@ def to_native(mask, preprocessed: PreprocessResult | str | os.PathLike, interpol
     if interpolation not in ("nearest", "linear"):
         raise InputError(f"interpolation {interpolation!r}; expected 'nearest' or 'linear'")
     res = preprocessed if isinstance(preprocessed, PreprocessResult) else PreprocessResult.load(preprocessed)
-    shape = mni_crop_shape(1.0)
+    shape = tuple(res.grid_shape)
     if isinstance(mask, (str, os.PathLike)):
         img, _ = load_nifti(mask, allow_empty=True, what="mask")
         arr = np.asarray(img.dataobj)
-        diff = float(np.abs(img.affine - mni_crop_affine(1.0)).max())
+        diff = float(np.abs(img.affine - res.grid_affine).max())
         if img.shape != shape or diff > AFFINE_ATOL:
             raise InputError(f"mask {mask} is not on mome's MNI crop (shape {img.shape}, expected {shape} with "
                              f"the affine of {res.image_path.name})")
@@ -243,14 +281,26 @@ def to_native(mask, preprocessed: PreprocessResult | str | os.PathLike, interpol
     if interpolation == "nearest":
         dtype = np.uint8 if arr.dtype == bool else arr.dtype
         out = warp_to_native(arr.astype(np.float32), res.transform_path, res.native_shape, res.native_affine,
-                             "nearest")
+                             "nearest", grid_affine=res.grid_affine)
         out = np.rint(out).astype(dtype) if np.issubdtype(dtype, np.integer) else out.astype(dtype)
     else:
         out = warp_to_native(arr.astype(np.float32), res.transform_path, res.native_shape, res.native_affine,
-                             "linear")
+                             "linear", grid_affine=res.grid_affine)
         out = out.astype(np.float32) if threshold is None else (out > threshold).astype(np.uint8)
     native = nib.Nifti1Image(out, res.native_affine)
     native.header.set_xyzt_units("mm")
     native.set_qform(res.native_affine, code=1)
     native.set_sform(res.native_affine, code=1)
     return native
+
+
+def skull_on_fraction(warped: np.ndarray, template_brain: np.ndarray) -> float:
+    """Fraction of a registered scan's signal (above 5% of its 99th percentile) over 5 mm outside the brain."""
+    from scipy import ndimage
+
+    nonzero = warped[warped > 0]
+    if nonzero.size == 0:
+        return 0.0
+    signal = warped > 0.05 * float(np.percentile(nonzero, 99))
+    outside = ~ndimage.binary_dilation(template_brain, iterations=5)
+    return float((signal & outside).sum() / max(int(signal.sum()), 1))

@@ -297,22 +297,25 @@ def _register_once(array: np.ndarray, affine: np.ndarray, workdir: Path,
 
 
 def warp_to_mni(array: np.ndarray, affine: np.ndarray, transform: Path, interpolation: str = "linear",
-                spacing_mm: float = 1.0) -> np.ndarray:
-    """Resample a native-space array onto the MNI crop with a native -> MNI transform."""
+                spacing_mm: float = 1.0, grid: tuple[tuple[int, int, int], np.ndarray] | None = None) -> np.ndarray:
+    """Resample a native-space array onto the MNI crop (or another MNI ``grid`` = (shape, affine))."""
     import ants
 
-    out = ants.apply_transforms(ants_reference(mni_crop_shape(spacing_mm), mni_crop_affine(spacing_mm)),
+    shape, grid_affine = grid if grid is not None else (mni_crop_shape(spacing_mm), mni_crop_affine(spacing_mm))
+    out = ants.apply_transforms(ants_reference(shape, grid_affine),
                                 ants_image(array, affine), [str(transform)],
                                 interpolator=INTERPOLATORS[interpolation])
     return out.numpy()
 
 
 def warp_to_native(array: np.ndarray, transform: Path, shape: tuple[int, ...], affine: np.ndarray,
-                   interpolation: str = "nearest", spacing_mm: float = 1.0) -> np.ndarray:
-    """Resample an MNI-crop array onto a native grid (shape, RAS affine) with the inverse transform."""
+                   interpolation: str = "nearest", spacing_mm: float = 1.0,
+                   grid_affine: np.ndarray | None = None) -> np.ndarray:
+    """Resample an MNI-crop array (or one on another MNI grid's ``grid_affine``) onto a native grid."""
     import ants
 
-    out = ants.apply_transforms(ants_reference(shape, affine), ants_image(array, mni_crop_affine(spacing_mm)),
+    source = mni_crop_affine(spacing_mm) if grid_affine is None else grid_affine
+    out = ants.apply_transforms(ants_reference(shape, affine), ants_image(array, source),
                                 [str(transform)], interpolator=INTERPOLATORS[interpolation], whichtoinvert=[True])
     return out.numpy()
 

@@ -42,15 +42,51 @@ class PredictionResult:
 
 
 def make_predictor(model=None, **options) -> tuple[Predictor, dict]:
-    """A :class:`Predictor` from a :class:`Predictor`, a loaded network, a model folder, a registered
-    name or ``None`` (the default model); returns it with the model record (``{}`` when unknown)."""
-    if isinstance(model, Predictor):
+    """A predictor from a predictor, a loaded network, a model folder, a registered name or ``None``
+    (the default model); returns it with the model record (``{}`` when unknown).
+
+    Imported nnU-Net models (official MoME, ``mome weights import-nnunet``) get a
+    :class:`~mome.inference.nnunet_backend.NnunetPredictor`: nnU-Net's own inference, as they were
+    trained and validated; ``fast=True`` makes it one whole-volume window without mirroring. mome's
+    own models get a :class:`Predictor` (``fast`` = whole volume, no TTA: already its default).
+    """
+    from mome.inference.nnunet_backend import NnunetPredictor, is_nnunet_record
+
+    if isinstance(model, (Predictor, NnunetPredictor)):
         return model, model.record
     import torch
 
+    fast = bool(options.pop("fast", False))
     if isinstance(model, torch.nn.Module):
-        return Predictor.from_record(model, {}, **options), {}
-    return Predictor.from_name(None if model is None else str(model), **options)
+        net, record = model, {}
+    else:
+        from mome.weights.registry import resolve_model
+
+        net, record = resolve_model(None if model is None else str(model))
+    if is_nnunet_record(record):
+        return _nnunet_predictor(net, record, fast, options), record
+    if fast:
+        options.update(patch_size="whole", tta=False)
+    return Predictor.from_record(net, record, **options), record
+
+
+def _nnunet_predictor(net, record: dict, fast: bool, options: dict):
+    """nnU-Net's inference; refuses the options that only mome's own predictor has."""
+    from mome.errors import ConfigError
+    from mome.inference.nnunet_backend import NnunetPredictor
+
+    unsupported = {"skip_experts": 0.0, "max_experts": None, "grouped_experts": False, "channels_last": False}
+    for name, default in unsupported.items():
+        if options.get(name, default) not in (default,):
+            raise ConfigError(f"--{name.replace('_', '-')} is not available for imported nnU-Net models, which "
+                              "predict through nnU-Net's own inference")
+    overlap = float(options.get("overlap", 0.5))
+    if not 0.0 <= overlap < 1.0:
+        raise ConfigError(f"overlap must be in [0, 1), got {overlap}")
+    predictor = NnunetPredictor(net, record, device=options.get("device", "auto"), fast=fast,
+                                precision=options.get("precision", "fp32"), tile_step_size=1.0 - overlap,
+                                progress=bool(options.get("progress", False)))
+    return predictor
 
 
 def predict(image_or_path, model=None, *, preprocess: bool = False, registration: str = "auto",
@@ -81,7 +117,7 @@ def predict(image_or_path, model=None, *, preprocess: bool = False, registration
         ConfigError / CheckpointError: unknown model, no default model, missing weights, bad options.
     """
     img, data, path = load_input(image_or_path)
-    options.setdefault("patch_size", "whole")
+    options.setdefault("patch_size", "whole")  # mome's models; imported nnU-Net models: see make_predictor
     options.setdefault("precision", "auto")
     predictor, record = make_predictor(model, **options)
     prep_record = None
@@ -191,7 +227,7 @@ def _check_image(img) -> tuple[object, np.ndarray]:
     return img, data
 
 
-def _predict_preprocessed(predictor: Predictor, img, path: Path | None, registration: str = "auto"):
+def _predict_preprocessed(predictor, img, path: Path | None, registration: str = "auto"):
     """MNI pipeline -> predict in MNI space -> mask, probability and brain mask back on the native grid.
 
     Returns:
@@ -211,7 +247,10 @@ def _predict_preprocessed(predictor: Predictor, img, path: Path | None, registra
         if path is None:  # the pipeline reads files: write the in-memory image first
             path = tmp / "input.nii.gz"
             nib.save(img, str(path))
-        prep = run_preprocess(path, tmp / "mni", registration=registration)
+        # the preprocessing the model was trained with: the authors' recipe for official weights
+        profile = "authors" if ((predictor.record or {}).get("nnunet") or {}).get("preprocess_profile") == "authors" \
+            else "mome"
+        prep = run_preprocess(path, tmp / "mni", registration=registration, profile=profile)
         import json
 
         prep_record = json.loads(prep.record_path.read_text())

@@ -76,7 +76,8 @@ def numbered_checkpoints(checkpoint_name: str = DEFAULT_CHECKPOINT, n: int = 5) 
 
 
 def import_official(src_dir: str | os.PathLike, out_dir: str | os.PathLike, *, which: Which = "mome",
-                    overwrite: bool = False, checkpoint_name: str = DEFAULT_CHECKPOINT) -> Path:
+                    overwrite: bool = False, checkpoint_name: str = DEFAULT_CHECKPOINT,
+                    plans: str | os.PathLike | None = None, dataset_json: str | os.PathLike | None = None) -> Path:
     """Convert the official nnU-Net checkpoints into a mome model folder.
 
     Args:
@@ -86,6 +87,8 @@ def import_official(src_dir: str | os.PathLike, out_dir: str | os.PathLike, *, w
         which: ``mome`` (gate + 5 fine-tuned experts -> one MoME) or ``experts`` (5 stage-1 experts).
         overwrite: replace an existing ``out_dir``.
         checkpoint_name: the gate file name; expert files add 1..5 before the suffix.
+        plans, dataset_json: the authors' ``plans.json`` / ``dataset.json`` when the user has them; they
+            must agree with the plans inside the checkpoints. Default: the checkpoints' own copies.
 
     Returns:
         ``out_dir``.
@@ -98,9 +101,10 @@ def import_official(src_dir: str | os.PathLike, out_dir: str | os.PathLike, *, w
         raise ConfigError(f"which must be 'mome' or 'experts', got {which!r}")
     check_writable(out_dir, overwrite)  # refuse before reading hundreds of MB
     folder = find_official_folder(src_dir, which, checkpoint_name)
+    files = (None if plans is None else Path(plans), None if dataset_json is None else Path(dataset_json))
     if which == "mome":
-        return _import_mome(folder, Path(out_dir), overwrite, checkpoint_name)
-    return _import_experts(folder, Path(out_dir), overwrite, checkpoint_name)
+        return _import_mome(folder, Path(out_dir), overwrite, checkpoint_name, files)
+    return _import_experts(folder, Path(out_dir), overwrite, checkpoint_name, files)
 
 
 def find_official_folder(src_dir: str | os.PathLike, which: Which = "mome",
@@ -166,16 +170,26 @@ def expert_files(folder: Path, checkpoint_name: str = DEFAULT_CHECKPOINT) -> lis
     return order
 
 
-def _read(path: Path) -> tuple[PlansArchitecture, dict[str, torch.Tensor], dict]:
+def _read(path: Path, plans: Path | None = None, dataset_json: Path | None = None
+          ) -> tuple[PlansArchitecture, dict[str, torch.Tensor], dict]:
+    """Architecture, weights and checkpoint dict; with ``plans``/``dataset_json`` files, those replace the
+    checkpoint's own copies (after checking that they agree with them: the field that differs is named)."""
+    from mome.weights.nnunet_folder import plans_and_dataset
+
     ckpt = load_nnunet_checkpoint(path)
-    arch = plans_architecture(ckpt, source=str(path))
+    if plans is not None or dataset_json is not None:
+        plans_dict, ds_dict, arch = plans_and_dataset(ckpt, str(path), plans, dataset_json)
+        ckpt["init_args"] = {**(ckpt.get("init_args") or {}), "plans": plans_dict, "dataset_json": ds_dict}
+    else:
+        arch = plans_architecture(ckpt, source=str(path))
     return arch, strip_wrapper_prefixes(ckpt["network_weights"], str(path)), ckpt
 
 
-def _read_experts(files: list[Path]) -> tuple[list[PlansArchitecture], list[dict[str, torch.Tensor]], list[dict]]:
+def _read_experts(files: list[Path], plans: Path | None = None, dataset_json: Path | None = None
+                  ) -> tuple[list[PlansArchitecture], list[dict[str, torch.Tensor]], list[dict]]:
     archs, weights, ckpts = [], [], []
     for path in files:
-        arch, state, ckpt = _read(path)
+        arch, state, ckpt = _read(path, plans, dataset_json)
         if arch.unet.input_channels != 1:
             raise CheckpointError(f"{path}: an expert takes 1 image channel, this network takes "
                                   f"{arch.unet.input_channels} (is it the gate?)")
@@ -188,11 +202,11 @@ def _read_experts(files: list[Path]) -> tuple[list[PlansArchitecture], list[dict
     return archs, weights, ckpts
 
 
-def _import_mome(folder: Path, out_dir: Path, overwrite: bool, checkpoint_name: str) -> Path:
+def _import_mome(folder: Path, out_dir: Path, overwrite: bool, checkpoint_name: str, extra: tuple) -> Path:
     gate_path = folder / checkpoint_name
     files = expert_files(folder, checkpoint_name)
-    archs, expert_states, _ = _read_experts(files)
-    gate_arch, gate_state, gate_ckpt = _read(gate_path)
+    archs, expert_states, _ = _read_experts(files, *extra)
+    gate_arch, gate_state, gate_ckpt = _read(gate_path, *extra)
     expert = archs[0].unet
     config = MoMEConfig(modalities=list(RELEASED_MODALITIES), expert=expert, gate_type="hierarchical",
                         gate_activation="identity")
@@ -217,9 +231,9 @@ def _import_mome(folder: Path, out_dir: Path, overwrite: bool, checkpoint_name: 
     return save_model(model, out_dir, overwrite=overwrite, metadata=metadata)
 
 
-def _import_experts(folder: Path, out_dir: Path, overwrite: bool, checkpoint_name: str) -> Path:
+def _import_experts(folder: Path, out_dir: Path, overwrite: bool, checkpoint_name: str, extra: tuple) -> Path:
     files = expert_files(folder, checkpoint_name)
-    archs, states, ckpts = _read_experts(files)
+    archs, states, ckpts = _read_experts(files, *extra)
     index = {"kind": "official_experts", "modalities": list(RELEASED_MODALITIES), "folders": {},
              "source": f"{OFFICIAL_URL}/tree/main/{EXPERTS_FOLDER}", "licence": LICENCE}
     with atomic_path(out_dir, overwrite=overwrite) as tmp:
