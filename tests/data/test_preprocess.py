@@ -308,3 +308,36 @@ def test_real_mni_scan_is_not_registered(tmp_path, monkeypatch):
     res = preprocess(MS_REAL / "flair.nii.gz", tmp_path / "out")
     rec = json.loads(res.record_path.read_text())["registration"]
     assert rec["skipped"].startswith("FSL MNI152 1 mm") and rec["seconds"] < 60
+
+
+def test_authors_profile_uses_their_crop_and_masks_only_skull_on_scans(tmp_path):
+    """The official weights' inputs: crop [20:180, 20:216, 0:160] of the 2009 grid; skull-stripped scans unmasked."""
+    from mome.data.mni import authors_crop_affine
+
+    path = _fsl_grid_scan(tmp_path)
+    mome_res = preprocess(path, tmp_path / "mome")
+    res = preprocess(path, tmp_path / "authors", profile="authors")
+    img = nib.load(str(res.image_path))
+    assert img.shape == (160, 196, 160) and np.allclose(img.affine, authors_crop_affine())
+    rec = json.loads(res.record_path.read_text())
+    assert rec["profile"] == "authors" and rec["masked"] is False and rec["skull_on_fraction"] < 0.01
+    # the authors' box is mome's moved by 2 voxels on every axis
+    a, m = img.get_fdata(), nib.load(str(mome_res.image_path)).get_fdata()
+    inside = nib.load(str(mome_res.brain_mask_path)).get_fdata()[2:, 2:, 2:] > 0  # mome's profile masks
+    np.testing.assert_allclose(a[:-2, :-2, :-2][inside], m[2:, 2:, 2:][inside], atol=1e-3)
+    assert np.any(a[:-2, :-2, :-2][~inside])  # the authors' profile leaves a skull-stripped scan as it is
+    # a mask on the authors' grid maps back to the scan's grid
+    back = to_native(np.asarray(nib.load(str(res.brain_mask_path)).dataobj), res)
+    assert back.shape == (182, 218, 182)
+    # skull on: signal far outside the brain -> masked with the template brain mask
+    scan = nib.load(str(path))
+    data = np.asarray(scan.dataobj).copy()
+    data[:, :, 150:175] = 400.0  # a slab above the brain, as a skull would give
+    nib.save(nib.Nifti1Image(data, scan.affine), str(tmp_path / "skull.nii.gz"))
+    res = preprocess(tmp_path / "skull.nii.gz", tmp_path / "skull", profile="authors")
+    rec = json.loads(res.record_path.read_text())
+    assert rec["masked"] is True and rec["skull_on_fraction"] > 0.05
+    out = nib.load(str(res.image_path)).get_fdata()
+    assert not np.any(out[~np.asarray(nib.load(str(res.brain_mask_path)).dataobj, bool)])
+    with pytest.raises(InputError, match="profile"):
+        preprocess(path, tmp_path / "bad", profile="nnunet")

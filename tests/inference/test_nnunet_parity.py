@@ -213,3 +213,45 @@ def test_official_mome_layout_matches_the_released_forward_through_nnunet(tmp_pa
     stock = _stock_nnunet(_ReleasedMoME(experts, gate), plans, image, tmp_path / "stock")
     print(f"with stock nnU-Net's crop to the non-zero box instead: max |dp| = {np.abs(p - stock).max():.3f}")
     assert np.abs(p - stock).max() > 100 * TOL
+
+
+def _cli(monkeypatch, capsys, *args):
+    from mome.cli.main import run
+
+    monkeypatch.setenv("MOME_TCMALLOC", "0")  # run() may otherwise re-exec the interpreter (pytest!)
+    monkeypatch.setattr("sys.argv", ["mome", *map(str, args)])
+    code = 0
+    try:
+        run()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_import_nnunet_then_predict_with_nnunets_inference(tmp_path, monkeypatch, capsys):
+    import json
+
+    root = write_model_folder(tmp_path / "Dataset011" / "nnUNetTrainer__nnUNetPlans__3d_fullres")
+    image = write_image(tmp_path / "scan.nii.gz")
+    code, out, err = _cli(monkeypatch, capsys, "weights", "import-nnunet", root, "--out", tmp_path / "m")
+    assert code == 0, err
+    code, out, err = _cli(monkeypatch, capsys, "predict", "-i", image, "-o", tmp_path / "mask.nii.gz",
+                          "--model", tmp_path / "m", "--stats", "--device", "cpu")
+    assert code == 0, err
+    stats = json.loads((tmp_path / "mask_stats.json").read_text())
+    settings = stats["settings"]
+    assert settings["backend"].startswith("nnunetv2") and settings["mirroring_axes"] == [0, 1, 2]
+    assert settings["patch_size"] == [16, 12, 8] and settings["crop_to_nonzero"] is True
+    mask = nib.load(str(tmp_path / "mask.nii.gz"))
+    ref_p, ref_mask = nnunet_reference(root, image, tmp_path, "0", "checkpoint_final.pth")
+    np.testing.assert_array_equal(np.asarray(mask.dataobj), ref_mask)
+    code, out, err = _cli(monkeypatch, capsys, "predict", "-i", image, "-o", tmp_path / "fast.nii.gz",
+                          "--model", tmp_path / "m", "--fast", "--stats", "--device", "cpu")
+    assert code == 0, err
+    assert json.loads((tmp_path / "fast_stats.json").read_text())["settings"]["patch_size"] == "whole"
+    # options only mome's own predictor has: one clear line, nothing written
+    code, out, err = _cli(monkeypatch, capsys, "predict", "-i", image, "-o", tmp_path / "x.nii.gz",
+                          "--model", tmp_path / "m", "--skip-experts", "0.2")
+    assert code == 1 and "--skip-experts" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.nii.gz").exists()
