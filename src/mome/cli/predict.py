@@ -33,7 +33,7 @@ def predict(
     fast: bool = typer.Option(False, "--fast",
                               help="imported nnU-Net / official models: one whole-volume window, no mirroring "
                                    "(default for them: nnU-Net's windows of the training patch, step 0.5, "
-                                   "Gaussian, mirroring; docs/official-weights.md has the costs)"),
+                                   "Gaussian, mirroring; README, Pretrained weights, has the costs)"),
     tta: bool = typer.Option(False, "--tta", help="mirroring test-time augmentation (8 flips, ~8x slower)"),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available, else CPU), cpu or cuda"),
     precision: str = typer.Option("auto", "--precision",

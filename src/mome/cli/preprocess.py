@@ -23,6 +23,11 @@ def preprocess_cmd(
     registration: str = typer.Option("auto", "--registration",
                                      help="auto (a scan on a known MNI152 grid, e.g. FSL's 182x218x182, is not "
                                           "registered again), always, or never (take the scan as registered)"),
+    profile: str = typer.Option("mome", "--profile",
+                                help="mome (mome's crop, template brain mask on every scan) or authors (the official "
+                                     "weights' inputs: the authors' crop, brain mask only on skull-on scans)"),
+    skull_strip: str = typer.Option("auto", "--skull-strip",
+                                    help="with --profile authors: auto (mask only skull-on scans), yes or no"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty output folder"),
 ) -> None:
     """Register a scan to MNI152 (rigid then affine, antspyx), brain-mask it and crop it to 160x196x160 at 1 mm."""
@@ -42,7 +47,8 @@ def preprocess_cmd(
         settings = dataclasses.replace(settings, final_transform="Similarity")
     console = Console(stderr=True)
     with console.status(f"registering {image} to MNI152 (about a minute on 2 cores)"):
-        res = preprocess(image, out_dir, label, overwrite=overwrite, settings=settings, registration=registration)
+        res = preprocess(image, out_dir, label, overwrite=overwrite, settings=settings, registration=registration,
+                         profile=profile, skull_strip=skull_strip)
     out = Console()
     out.print(f"wrote {res.out_dir}: {res.image_path.name}, {res.brain_mask_path.name}"
               + (f", {res.label_path.name}" if res.label_path else "") + f", {res.transform_path.name}, "
