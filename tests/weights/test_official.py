@@ -196,3 +196,37 @@ def test_cli_import_and_offline_download(official, tmp_path, monkeypatch, capsys
     code, out, err = _cli(monkeypatch, capsys, "weights", "download", "--dest", tmp_path / "dl",
                           "--endpoint", "http://127.0.0.1:9")
     assert code == 1 and err.startswith("mome: error: could not download") and len(err.strip().splitlines()) == 1
+
+
+def test_checkpoint_folders_are_found_next_to_each_other_and_nested(tmp_path):
+    """The parent of Pretrained_Experts/ (which also holds MoME_CHECKPOINT/*.pth) and the hub's restructured
+    layout (MoME_foundation/MoME_CHECKPOINT/) are both accepted."""
+    from mome.weights.official import find_official_folder
+
+    write_official_mome(tmp_path / "MoME_foundation" / "MoME_CHECKPOINT")
+    net = plain_conv_unet(1, N_CLASSES, seed=1, **SMALL)
+    for i in range(1, 6):
+        save_checkpoint(nnunet_checkpoint(net, nnunet_plans(**SMALL), "3d_fullres"),
+                        tmp_path / "MoME_foundation" / "Pretrained_Experts" / f"checkpoint_best{i}.pth")
+    assert find_official_folder(tmp_path) == tmp_path / "MoME_foundation" / "MoME_CHECKPOINT"
+    assert find_official_folder(tmp_path / "MoME_foundation", "experts") == \
+        tmp_path / "MoME_foundation" / "Pretrained_Experts"
+    out = import_official(tmp_path / "MoME_foundation", tmp_path / "experts", which="experts")
+    assert (out / "FLAIR" / "model.safetensors").is_file()
+    with pytest.raises(CheckpointError, match="MoME_CHECKPOINT/ folder up to two levels"):
+        find_official_folder(tmp_path / "experts")
+
+
+def test_official_import_with_the_authors_plans_file(official, tmp_path):
+    root, _, _ = official
+    ckpt = load_nnunet_checkpoint(root / "MoME_CHECKPOINT" / "checkpoint_best.pth")
+    plans = tmp_path / "plans.json"
+    plans.write_text(json.dumps(ckpt["init_args"]["plans"]))
+    out = import_official(root, tmp_path / "m", plans=plans)
+    assert json.loads((out / "config.json").read_text())["nnunet"]["plans"] == ckpt["init_args"]["plans"]
+    bad = json.loads(plans.read_text())
+    bad["configurations"]["3d_fullres"]["use_mask_for_norm"] = [True]
+    plans.write_text(json.dumps(bad))
+    with pytest.raises(CheckpointError, match="use_mask_for_norm"):
+        import_official(root, tmp_path / "m2", plans=plans)
+    assert not (tmp_path / "m2").exists()

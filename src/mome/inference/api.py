@@ -65,6 +65,12 @@ def make_predictor(model=None, **options) -> tuple[Predictor, dict]:
         net, record = resolve_model(None if model is None else str(model))
     if is_nnunet_record(record):
         return _nnunet_predictor(net, record, fast, options), record
+    if record.get("nnunet"):  # imported before the plans were stored: nnU-Net's inference cannot be rebuilt
+        from mome.errors import ConfigError
+
+        folder = (record.get("resolved") or {}).get("folder") or "this model folder"
+        raise ConfigError(f"{folder} was imported from nnU-Net by an older mome without its plans and "
+                          "dataset.json; import it again (mome weights import-official / import-nnunet)")
     if fast:
         options.update(patch_size="whole", tta=False)
     return Predictor.from_record(net, record, **options), record
