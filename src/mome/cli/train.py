@@ -44,6 +44,12 @@ AugmentOpt = Annotated[Optional[bool], typer.Option("--augmentation/--no-augment
 ClipOpt = Annotated[Optional[str], typer.Option(
     "--grad-clip", help="clip gradient norm 12 over: all (nnU-Net, default), gate (released MoME), none")]
 WorkersOpt = Annotated[Optional[int], typer.Option("--num-workers", help="DataLoader workers (default 0)")]
+LabelMapsOpt = Annotated[Optional[Path], typer.Option(
+    "--label-maps", help="folder of real whole-head label maps (SynthSeg's) for the domain-randomised generator")]
+LesionMasksOpt = Annotated[Optional[Path], typer.Option(
+    "--lesion-masks", help="folder with ms_mni/ and/or stroke_mni/ real lesion masks (MNI) for the generator")]
+DomainFractionOpt = Annotated[Optional[float], typer.Option(
+    "--domain-fraction", help="share of patches drawn from the generator (default 0.5 with --label-maps)")]
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="keep prepared volumes as .npy here")]
 AccelOpt = Annotated[str, typer.Option(
     "--accelerator", help="auto, cpu or gpu (several processes: launch with torchrun --nproc_per_node=N)")]
@@ -71,7 +77,8 @@ def experts(collection: CollectionOpt, out: OutOpt, preset: PresetOpt = None, se
             modalities: ModalitiesOpt = None, sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False,
             augmentation: AugmentOpt = None, grad_clip: ClipOpt = None, num_workers: WorkersOpt = None,
             cache_dir: CacheOpt = None, gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto",
-            threads: ThreadsOpt = None, progress: ProgressOpt = True) -> None:
+            threads: ThreadsOpt = None, progress: ProgressOpt = True, label_maps: LabelMapsOpt = None,
+            lesion_masks: LesionMasksOpt = None, domain_fraction: DomainFractionOpt = None) -> None:
     """Stage 1: one expert U-Net per modality, each on all training images of its modality."""
     _train("experts", **locals())
 
@@ -86,7 +93,8 @@ def mome(collection: CollectionOpt, out: OutOpt, experts: ExpertsOpt = None, pre
          gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
          progress: ProgressOpt = True, expert_weights: ExpertWeightsOpt = "final",
          reinit_expert_heads: ReinitOpt = False, gate_type: GateTypeOpt = None, gate_activation: GateActOpt = None,
-         curriculum: CurriculumOpt = None) -> None:
+         curriculum: CurriculumOpt = None, label_maps: LabelMapsOpt = None, lesion_masks: LesionMasksOpt = None,
+         domain_fraction: DomainFractionOpt = None) -> None:
     """Stage 2: MoME from the stage-1 experts and a fresh gate, curriculum loss (eq. 2), LR 1e-3."""
     _train("mome", **locals())
 
@@ -102,7 +110,8 @@ def system(name: Annotated[str, typer.Argument(help="a system of `mome train lis
            gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
            progress: ProgressOpt = True, expert_weights: ExpertWeightsOpt = "final",
            reinit_expert_heads: ReinitOpt = False, gate_type: GateTypeOpt = None, gate_activation: GateActOpt = None,
-           curriculum: CurriculumOpt = None) -> None:
+           curriculum: CurriculumOpt = None, label_maps: LabelMapsOpt = None, lesion_masks: LesionMasksOpt = None,
+           domain_fraction: DomainFractionOpt = None) -> None:
     """Train any registered system by name (ablations: no-curriculum, basic-gate, random-experts;
     baselines: single, task-specific; and experts / mome)."""
     options = locals()
@@ -158,6 +167,8 @@ def _train(name: str, collection: Path, out: Path, overwrite: bool, accelerator:
         "curriculum": train_options.get("curriculum"),
         "gradient_checkpointing": train_options.get("gradient_checkpointing"),
         "patch_size": _patch(patch_size),
+        **_domain(train_options.get("label_maps"), train_options.get("lesion_masks"),
+                  train_options.get("domain_fraction")),
     }
     model_overrides = {"modalities": modalities, "gate_type": gate_type, "gate_activation": gate_activation}
     console = Console(stderr=True)
@@ -182,3 +193,22 @@ def _patch(text: Optional[str]) -> Optional[list[int]]:
     if len(values) != 3:
         raise ConfigError(f"--patch-size needs 1 or 3 integers, got {text!r}")
     return values
+
+
+def _domain(label_maps: Optional[Path], lesion_masks: Optional[Path], fraction: Optional[float]) -> dict:
+    """Generator options, with the folders checked now (before any training) so that a bad one is one line."""
+    from mome.errors import ConfigError
+
+    if label_maps is None:
+        if lesion_masks is not None or fraction:
+            raise ConfigError("--lesion-masks and --domain-fraction need --label-maps DIR")
+        return {}
+    from mome.data.domain.label_maps import find_label_maps
+    from mome.data.domain.lesion_bank import check_lesion_folder
+
+    find_label_maps(label_maps)
+    if lesion_masks is not None:
+        check_lesion_folder(lesion_masks)
+    return {"label_maps": str(Path(label_maps).resolve()),
+            "lesion_masks": None if lesion_masks is None else str(Path(lesion_masks).resolve()),
+            "domain_fraction": 0.5 if fraction is None else float(fraction)}

@@ -60,6 +60,10 @@ class TrainConfig:
         seed: seeds weights, patch sampling and augmentation (recorded in every run folder).
         num_workers: DataLoader worker processes (0 = in the training process; determinism does not
             depend on it because every batch is generated from its own seed).
+        label_maps, lesion_masks: folders of real label maps (SynthSeg's) and real lesion masks
+            (``ms_mni/``, ``stroke_mni/``) for the domain-randomised generator (:mod:`mome.data.domain`).
+        domain_fraction: share of the batch positions drawn from that generator instead of the
+            collection (0 = collection only; 1 = generated only).
         cache_dir: None keeps the prepared volumes in memory; a folder stores them as .npy files that
             are memory-mapped (for collections that do not fit in RAM).
         best_ema: smoothing of the per-epoch monitored loss for choosing the "best" weights
@@ -94,6 +98,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     cache_dir: str | None = None
+    label_maps: str | None = None
+    lesion_masks: str | None = None
+    domain_fraction: float = 0.0
     best_ema: float = 0.9
     gradient_checkpointing: bool = False
 
@@ -114,6 +121,10 @@ class TrainConfig:
             raise ConfigError(f"oversample_foreground must be in [0, 1], got {self.oversample_foreground}")
         if not 0.0 <= self.best_ema < 1.0:
             raise ConfigError(f"best_ema must be in [0, 1), got {self.best_ema}")
+        if not 0.0 <= float(self.domain_fraction) <= 1.0:
+            raise ConfigError(f"domain_fraction must be in [0, 1], got {self.domain_fraction}")
+        if self.domain_fraction > 0 and not self.label_maps:
+            raise ConfigError("domain_fraction > 0 needs label_maps (--label-maps DIR)")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
         _choice("precision", str(self.precision), PRECISIONS)

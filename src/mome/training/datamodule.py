@@ -35,10 +35,13 @@ class PatchDataModule(L.LightningDataModule):
         self.case_weights = None if case_weights is None else [float(w) for w in case_weights]
         self.ds_scales = deep_supervision_scales(strides) if config.deep_supervision else None
         self.prepared: list[PreparedCase] | None = None
+        self.generator = None
 
     def setup(self, stage: str) -> None:
         if self.prepared is None:
             self.prepared = load_cases(self.cases, self.config.spacing_mm, self.config.cache_dir)
+        if self.generator is None and self.config.domain_fraction > 0:
+            self.generator = build_generator(self.config, self.modalities)
 
     def train_dataloader(self) -> DataLoader:
         cfg = self.config
@@ -51,6 +54,28 @@ class PatchDataModule(L.LightningDataModule):
         dataset = PatchBatches(self.prepared, self.modalities, cfg.patch_size, cfg.batch_size, scales,
                                oversample_foreground=cfg.oversample_foreground, augmentation=cfg.augmentation,
                                sampling=cfg.sampling, seed=cfg.seed, rank=rank, world_size=world,
-                               case_weights=self.case_weights)
+                               case_weights=self.case_weights, generator=self.generator,
+                               generated_fraction=cfg.domain_fraction)
         return DataLoader(dataset, sampler=EpochSampler(cfg.iterations_per_epoch, epoch), batch_size=None,
                           num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
+
+
+def build_generator(config: TrainConfig, modalities: Sequence[str]):
+    """The domain-randomised generator of a config (label maps registered and cached on first use)."""
+    from mome.data.domain.generator import DomainGenerator
+    from mome.data.domain.label_maps import load_label_maps, on_spacing
+    from mome.data.domain.lesion_bank import LesionBank, load_lesion_bank
+    from mome.errors import ConfigError
+
+    spacing = config.spacing_mm or [2.0, 2.0, 2.0]
+    if len(set(spacing)) != 1:
+        raise ConfigError(f"the domain-randomised generator works on isotropic MNI grids; spacing_mm is {spacing}")
+    s = float(spacing[0])
+    maps = [on_spacing(m.labels, s) for m in load_label_maps(config.label_maps, 1.0)]
+    if config.lesion_masks:
+        bank = load_lesion_bank(config.lesion_masks, s)
+    else:
+        from mome.data.mni import mni_grid
+
+        bank = LesionBank(tuple(mni_grid(s)[0]))
+    return DomainGenerator(maps, bank, modalities=modalities, spacing_mm=s)

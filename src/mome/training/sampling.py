@@ -76,6 +76,8 @@ class PatchBatches(Dataset):
         batch_size: global batch size.
         ds_scales: deep-supervision label scales (see :func:`mome.training.augment.deep_supervision_scales`).
         oversample_foreground, augmentation, sampling, seed: see :class:`~mome.training.config.TrainConfig`.
+        generator, generated_fraction: a :class:`~mome.data.domain.generator.DomainGenerator` and the share
+            of batch positions it fills (drawn per position from the batch's seeded stream).
         rank, world_size: this process in DDP.
         case_weights: optional non-negative weight per case (e.g. Multi-Talent's ``1/sqrt(dataset size)``).
             With ``sampling="case"`` a case is drawn with probability ``w_i / sum(w)``; with ``task`` or
@@ -87,7 +89,8 @@ class PatchBatches(Dataset):
     def __init__(self, cases: Sequence[PreparedCase], modalities: Sequence[str], patch_size: Sequence[int],
                  batch_size: int, ds_scales: Sequence[Sequence[float]] | None, *, oversample_foreground: float = 0.33,
                  augmentation: bool = True, sampling: str = "case", seed: int = 0, rank: int = 0,
-                 world_size: int = 1, case_weights: Sequence[float] | None = None):
+                 world_size: int = 1, case_weights: Sequence[float] | None = None, generator=None,
+                 generated_fraction: float = 0.0):
         self.cases = list(cases)
         self.modalities = list(modalities)
         self.modality_index = {m: i for i, m in enumerate(self.modalities)}
@@ -103,7 +106,9 @@ class PatchBatches(Dataset):
         self.rank = int(rank)
         self.crop_size = initial_patch_size(self.patch_size, self.augmentation)
         self.transform = training_transforms(self.patch_size, ds_scales, self.augmentation)
-        self.groups = _groups(self.cases, sampling)
+        self.generator = generator
+        self.generated_fraction = float(generated_fraction) if generator is not None else 0.0
+        self.groups = _groups(self.cases, sampling) if self.cases else []
         self.group_p = None
         if case_weights is not None:
             if sampling == "case":  # one group of all cases: the weights alone decide
@@ -139,7 +144,11 @@ class PatchBatches(Dataset):
         return group[int(np.searchsorted(self.group_p[g], rng.random(), side="right"))]
 
     def _sample(self, position: int, rng: np.random.Generator):
-        prepared = self.cases[self.draw_case(rng)]
+        if self.generated_fraction > 0 and (not self.cases or rng.random() < self.generated_fraction):
+            # a domain-randomised volume of one of the member's modalities (mome.data.domain)
+            prepared = self.generator.sample(rng, self.modalities[int(rng.integers(len(self.modalities)))])
+        else:
+            prepared = self.cases[self.draw_case(rng)]
         force_fg = forced_foreground(position, self.batch_size, self.oversample)
         image, seg = crop_patch(prepared, self.crop_size, force_fg, rng)
         # batchgeneratorsv2 draws from the global torch and NumPy generators: seed them from this sample's
