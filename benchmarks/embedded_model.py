@@ -1,7 +1,7 @@
 """Dice of a model (default: the embedded mome-cpu-synth) on synthetic test tasks and on a real MS case.
 
     python benchmarks/embedded_model.py --collection data/synth_cpu/collection.json --per-task 2 \
-        --real ../shared/data/real/ms_patient07
+        --real ../shared/data/real/ms_patient07 --template
 
 Predicts the first N test images of every task (dataset x modality) of the collection, evaluates them with
 mome.evaluation, and predicts each of the real case's modalities (t1, t1ce, t2, flair) against its
@@ -27,6 +27,8 @@ def main() -> None:
     ap.add_argument("--collection", type=Path, default=None)
     ap.add_argument("--per-task", type=int, default=2)
     ap.add_argument("--real", type=Path, default=None, help="folder with t1/t1ce/t2/flair + lesion.nii.gz")
+    ap.add_argument("--template", action="store_true",
+                    help="also predict nilearn's healthy MNI152 T1 template (1 mm, skull-stripped): false positives")
     ap.add_argument("--sliding-window", action="store_true",
                     help="sliding windows of the training patch instead of mome predict's whole-volume default")
     args = ap.parse_args()
@@ -73,6 +75,17 @@ def main() -> None:
             pred = predictor.predict_image(nib.load(str(path)))
             m = compute_metrics(pred.mask > 0, ref, spacing)
             print(f"| {name} | {m.dice:.3f} | {m.lesion_f1:.3f} | {m.vol_pred_ml:.1f} |")
+    if args.template:
+        from nilearn import datasets
+
+        tpl = datasets.load_mni152_template(resolution=1)
+        img = nib.Nifti1Image(np.asarray(tpl.get_fdata(), np.float32), tpl.affine)
+        mask = predictor.predict_image(img).mask > 0
+        ml = mask.sum() * np.prod(nib.affines.voxel_sizes(img.affine)) / 1000
+        from scipy import ndimage
+
+        print(f"\nhealthy MNI152 template (nilearn, 1 mm): {ml:.2f} ml predicted lesion in "
+              f"{ndimage.label(mask, np.ones((3, 3, 3)))[1]} component(s)")
 
 
 if __name__ == "__main__":

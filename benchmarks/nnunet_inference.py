@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -49,16 +48,6 @@ def paper_folder(root: Path) -> Path:
     return root
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", nargs="+", default=["fast", "default"], choices=["fast", "default"])
@@ -66,7 +55,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from mome.inference.nnunet_backend import NnunetPredictor
-    from mome.utils.provenance import provenance
+    from mome.utils.provenance import provenance, versions
     from mome.weights.nnunet_folder import import_nnunet_folder
     from mome.weights.store import load_model, read_model_record
 
@@ -89,7 +78,7 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             rows.append({"config": name, "seconds": round(seconds, 1), "network_calls": len(calls)})
             print(f"{name:8s} {seconds:8.1f} s  {len(calls):3d} network calls", flush=True)
-    facts = {"cpu": _cpu_name(),
+    facts = {"cpu": versions()["cpu"],
              "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
              "image": list(shape), "network": "PlainConvUNet 32..320, 6 stages (one official expert)"}
     print(json.dumps(facts))

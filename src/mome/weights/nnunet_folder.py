@@ -168,7 +168,8 @@ def import_nnunet_folder(src: str | os.PathLike, out_dir: str | os.PathLike, *, 
         model_dir / "dataset.json" if model_dir is not None and (model_dir / "dataset.json").is_file() else None)
     ckpt = load_nnunet_checkpoint(ckpt_path)
     plans_dict, ds_dict, arch = plans_and_dataset(ckpt, str(ckpt_path), plans_path, ds_path)
-    from mome.weights.official import file_axes, load_nnunet_state, sha256_file
+    from mome.utils.provenance import sha256_file
+    from mome.weights.official import file_axes, load_nnunet_state
 
     net = build_model(arch.unet)
     load_nnunet_state(net, strip_wrapper_prefixes(ckpt["network_weights"], str(ckpt_path)), str(ckpt_path))

@@ -19,7 +19,6 @@ model folder (``config.json`` + ``model.safetensors``) with the source, licence 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,7 @@ from mome.errors import CheckpointError, ConfigError, MomeError
 from mome.model import build_model
 from mome.model.config import MoMEConfig
 from mome.utils.atomic import atomic_path, check_writable
+from mome.utils.provenance import sha256_file
 from mome.weights.nnunet_checkpoint import (
     PlansArchitecture,
     load_nnunet_checkpoint,
@@ -319,14 +319,6 @@ def _metadata(arch: PlansArchitecture, ckpt: dict, folder: Path, files: list[Pat
                           "sha256": {p.name if p.parent == folder else str(p.relative_to(folder)): sha256_file(p)
                                      for p in files}},
     }
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download_official(dest_dir: str | os.PathLike | None = None, *, which: Which = "mome",

@@ -9,7 +9,6 @@ keyed by the file's SHA-256, the spacing and :data:`CACHE_VERSION`) so the regis
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -108,14 +107,6 @@ def t1_like(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def label_map_to_mni(path: Path, spacing_mm: float = 1.0, cache_dir: Path | None = None) -> MniLabelMap:
     """Register one label map to MNI152 (once; cached) and return its labels on the MNI box."""
     import nibabel as nib
@@ -123,9 +114,10 @@ def label_map_to_mni(path: Path, spacing_mm: float = 1.0, cache_dir: Path | None
     from mome.data.mni import mni_crop_affine, mni_crop_shape
     from mome.data.registration import FAST, ants_image, ants_reference, register_to_mni
     from mome.utils.atomic import atomic_path
+    from mome.utils.provenance import sha256_file
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = f"{_sha256(path)[:16]}_{spacing_mm:g}mm_v{CACHE_VERSION}"
+    key = f"{sha256_file(path)[:16]}_{spacing_mm:g}mm_v{CACHE_VERSION}"
     cached = cache / f"{key}.nii.gz"
     meta = cache / f"{key}.json"
     if cached.is_file() and meta.is_file():
@@ -161,15 +153,21 @@ def load_label_maps(folder: str | os.PathLike, spacing_mm: float = 1.0, cache_di
     return out
 
 
+def resample_nearest(arr: np.ndarray, affine: np.ndarray, shape: tuple[int, ...],
+                     target_affine: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour resampling between two voxel grids of one world space (scipy; 0 outside), same dtype."""
+    from scipy import ndimage
+
+    mapping = np.linalg.inv(affine) @ target_affine  # target voxel -> source voxel
+    return ndimage.affine_transform(arr, mapping[:3, :3], mapping[:3, 3], output_shape=tuple(shape), order=0,
+                                    mode="constant", cval=0)
+
+
 def on_spacing(labels_1mm: np.ndarray, spacing_mm: float) -> np.ndarray:
     """A label map on the 1 mm MNI box resampled (nearest) onto the box at ``spacing_mm``."""
     from mome.data.mni import mni_grid
-    from scipy import ndimage
 
     if spacing_mm == 1.0:
         return labels_1mm
     shape, affine = mni_grid(spacing_mm)
-    _, affine_1mm = mni_grid(1.0)
-    mapping = np.linalg.inv(affine_1mm) @ affine
-    return ndimage.affine_transform(labels_1mm, mapping[:3, :3], mapping[:3, 3], output_shape=shape, order=0,
-                                    mode="constant", cval=0).astype(np.int32)
+    return resample_nearest(labels_1mm.astype(np.int32), mni_grid(1.0)[1], shape, affine)

@@ -86,21 +86,12 @@ def check_lesion_folder(folder: str | os.PathLike) -> dict[str, list[Path]]:
     return found
 
 
-def resample_nearest(arr: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], target_affine: np.ndarray) -> np.ndarray:
-    """Nearest-neighbour resampling between two voxel grids of one world space (scipy; zero outside)."""
-    from scipy import ndimage
-
-    mapping = np.linalg.inv(affine) @ target_affine  # target voxel -> source voxel
-    return ndimage.affine_transform(arr.astype(np.float32), mapping[:3, :3], mapping[:3, 3], output_shape=shape,
-                                    order=0, mode="constant", cval=0.0) > 0.5
-
-
 def load_lesion_bank(folder: str | os.PathLike, spacing_mm: float = 1.0, cache_dir: Path | None = None,
                      min_voxels: int = 3) -> LesionBank:
     """Every mask under ``folder`` on mome's MNI box at ``spacing_mm`` (cached)."""
     import nibabel as nib
 
-    from mome.data.domain.label_maps import default_cache_dir
+    from mome.data.domain.label_maps import default_cache_dir, resample_nearest
     from mome.data.mni import mni_grid
 
     files = check_lesion_folder(folder)
@@ -122,7 +113,7 @@ def load_lesion_bank(folder: str | os.PathLike, spacing_mm: float = 1.0, cache_d
         crops = []
         for path in paths:
             img = nib.load(str(path))
-            box = resample_nearest(np.asarray(img.dataobj) > 0, img.affine, shape, affine)
+            box = resample_nearest((np.asarray(img.dataobj) > 0).astype(np.uint8), img.affine, shape, affine) > 0
             if box.sum() < min_voxels:
                 continue
             idx = np.argwhere(box)
