@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mome.data.mni import load_mni_crop, mni_crop_affine, mni_crop_shape
+from mome.data.mni import authors_crop_affine, load_mni_crop, mni_crop_affine, mni_crop_shape
 from mome.errors import ConfigError, InputError
 
 _LPS = np.diag([-1.0, -1.0, 1.0])
@@ -171,8 +171,7 @@ KNOWN_MNI_GRIDS: dict[str, tuple[tuple[int, int, int], np.ndarray]] = {
     "ICBM 2009 / nilearn MNI152 1 mm (197x233x189)": ((197, 233, 189), np.array(
         [[1.0, 0, 0, -98], [0, 1, 0, -134], [0, 0, 1, -72], [0, 0, 0, 1]])),
     "mome MNI crop (160x196x160)": (mni_crop_shape(1.0), mni_crop_affine(1.0)),
-    "authors' MoME crop (160x196x160)": ((160, 196, 160), np.array(
-        [[1.0, 0, 0, -78], [0, 1, 0, -114], [0, 0, 1, -72], [0, 0, 0, 1]])),
+    "authors' MoME crop (160x196x160)": (mni_crop_shape(1.0), authors_crop_affine()),
 }
 MNI_GRID_ATOL_MM = 0.01
 #: a scan on a known MNI grid is kept as it is only when its signal covers this fraction of the template
