@@ -27,6 +27,9 @@ def main() -> None:
     ap.add_argument("--collection", type=Path, default=None)
     ap.add_argument("--per-task", type=int, default=2)
     ap.add_argument("--real", type=Path, default=None, help="folder with t1/t1ce/t2/flair + lesion.nii.gz")
+    ap.add_argument("--tcga", type=Path, default=None,
+                    help="folder of raw scans without a mask (flair/t2/t1/t1ce.nii.gz): each is preprocessed to MNI, "
+                         "predicted there, and the FLAIR and T2 masks compared (Dice in MNI space) with volumes")
     ap.add_argument("--template", action="store_true",
                     help="also predict nilearn's healthy MNI152 T1 template (1 mm, skull-stripped): false positives")
     ap.add_argument("--sliding-window", action="store_true",
@@ -86,6 +89,25 @@ def main() -> None:
 
         print(f"\nhealthy MNI152 template (nilearn, 1 mm): {ml:.2f} ml predicted lesion in "
               f"{ndimage.label(mask, np.ones((3, 3, 3)))[1]} component(s)")
+    if args.tcga:
+        from mome.data.preprocess import preprocess
+
+        masks = {}
+        print(f"\nraw case {args.tcga.name} (--preprocess; no reference mask)\n")
+        print("| modality | predicted ml (MNI) | registration NCC |\n|---|---|---|")
+        with tempfile.TemporaryDirectory() as tmp:
+            for mod in ("flair", "t2", "t1", "t1ce"):
+                path = next(args.tcga.glob(f"{mod}.nii*"), None)
+                if path is None:
+                    continue
+                prep = preprocess(path, Path(tmp) / mod)
+                brain = np.asarray(nib.load(str(prep.brain_mask_path)).dataobj) > 0
+                masks[mod] = predictor.predict_image(nib.load(str(prep.image_path)), brain_mask=brain).mask > 0
+                print(f"| {mod} | {masks[mod].sum() / 1000:.1f} | {prep.ncc_after:.2f} |")
+        if "flair" in masks and "t2" in masks:
+            a, b = masks["flair"], masks["t2"]
+            dice = 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+            print(f"\nFLAIR vs T2 mask agreement in MNI space: Dice {dice:.3f}")
 
 
 if __name__ == "__main__":
