@@ -215,22 +215,10 @@ def test_official_mome_layout_matches_the_released_forward_through_nnunet(tmp_pa
     assert np.abs(p - stock).max() > 100 * TOL
 
 
-def _cli(monkeypatch, capsys, *args):
-    from mome.cli.main import run
-
-    monkeypatch.setenv("MOME_TCMALLOC", "0")  # run() may otherwise re-exec the interpreter (pytest!)
-    monkeypatch.setattr("sys.argv", ["mome", *map(str, args)])
-    code = 0
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_cli_import_nnunet_then_predict_with_nnunets_inference(tmp_path, monkeypatch, capsys):
     import json
+
+    from test_predict_cli import mome_cli as _cli
 
     root = write_model_folder(tmp_path / "Dataset011" / "nnUNetTrainer__nnUNetPlans__3d_fullres")
     image = write_image(tmp_path / "scan.nii.gz")
