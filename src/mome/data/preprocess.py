@@ -298,9 +298,8 @@ def skull_on_fraction(warped: np.ndarray, template_brain: np.ndarray) -> float:
     """Fraction of a registered scan's signal (above 5% of its 99th percentile) over 5 mm outside the brain."""
     from scipy import ndimage
 
-    nonzero = warped[warped > 0]
-    if nonzero.size == 0:
-        return 0.0
-    signal = warped > 0.05 * float(np.percentile(nonzero, 99))
+    from mome.data.registration import signal_mask
+
+    signal = signal_mask(warped)
     outside = ~ndimage.binary_dilation(template_brain, iterations=5)
     return float((signal & outside).sum() / max(int(signal.sum()), 1))

@@ -201,8 +201,16 @@ def brain_coverage(array: np.ndarray, affine: np.ndarray) -> float:
     fixed = ants_reference(mni_crop_shape(1.0), mni_crop_affine(1.0))
     placed = ants.resample_image_to_target(moving, fixed, interp_type="linear").numpy()
     brain = load_mni_crop("mask").astype(bool)
-    level = 0.05 * float(np.percentile(array[array > 0], 99)) if np.any(array > 0) else 0.0
-    return float(((placed[brain] > level) & (placed[brain] != 0)).mean())
+    return float(signal_mask(placed[brain], reference=array).mean())
+
+
+def signal_mask(values: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """Where a scan has signal: not zero and above 5% of the 99th percentile of ``reference``'s positive
+    voxels (default ``values``'), so background and the zeros of skull stripping are left out."""
+    ref = values if reference is None else reference
+    positive = ref[ref > 0]
+    level = 0.05 * float(np.percentile(positive, 99)) if positive.size else 0.0
+    return (values > level) & (values != 0)
 
 
 def identity_registration(array: np.ndarray, affine: np.ndarray, workdir: Path, grid: str) -> Registration:
