@@ -150,3 +150,26 @@ def test_real_label_map_registers_onto_the_template(tmp_path):
     assert 2 * (brain & template).sum() / (brain.sum() + template.sum()) > 0.9  # measured 0.963
     assert on_spacing(m.labels, 2.0).shape == mni_grid(2.0)[0]
     assert t1_like(m.labels).max() == 1.0
+
+
+def test_labelled_lesions_stand_apart_from_every_normal_tissue():
+    """A labelled one-signed compartment ends at least MIN_MARGIN beyond the extreme normal tissue mean
+    (brighter than cortex on FLAIR, darker than the darkest tissue for a T1 cavity); an unlabelled one
+    (T1 oedema) keeps its faint host-relative contrast."""
+    from mome.data.domain.generator import MIN_MARGIN
+
+    gen = DomainGenerator([_toy_label_map()], _toy_bank(), spacing_mm=2.0)
+    tissue = {"wm": 0.40, "cortex": 0.62}
+    image = np.full((12, 12, 12), tissue["wm"], np.float32)
+    image[:, :, 8:] = tissue["cortex"]
+    mask = np.zeros(image.shape, bool)
+    mask[4:8, 4:8, 2:6] = True
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        out = gen._add_lesion(image, {"ms": mask}, "FLAIR", rng, {"ms"}, list(tissue.values()))
+        # texture noise is at most 0.05 * |N(0,1)|: the mean over 64 voxels is within 0.05 * 4 / 8 of the shift
+        assert out[mask].mean() >= max(tissue.values()) + MIN_MARGIN - 0.025
+        out = gen._add_lesion(image, {"stroke_chronic": mask}, "T1", rng, {"stroke_chronic"}, [0.5, 0.8])
+        assert out[mask].mean() <= 0.5 - MIN_MARGIN + 0.025
+        faint = gen._add_lesion(image, {"oedema": mask}, "T1", rng, set(), [0.5, 0.8])
+        assert tissue["wm"] - 0.25 - 0.025 <= faint[mask].mean() <= tissue["wm"] - 0.08 + 0.025

@@ -6,11 +6,15 @@ Per sample (all draws from one ``numpy.random.Generator``, so a sample is reprod
    shifted together with the lesion (MONAI ``RandAffine``, nearest);
 2. lesion: per modality a lesion type the modality shows (:data:`TASKS`): a real MS or stroke mask
    (:mod:`.lesion_bank`), or a glioma grown from thresholded smooth noise (oedema, enhancing rim,
-   necrotic core), kept inside brain tissue; about 15% of samples have no lesion;
+   necrotic core), kept inside brain tissue; about 30% of samples have no lesion;
 3. intensities: per label a Gaussian whose mean comes from the modality's tissue prior
    (:data:`TISSUE_PRIORS`) with a wide random perturbation (or, for 15% of samples, fully random), and
    the lesion's contrast to its host drawn within what the modality shows (:data:`LESION_CONTRAST`),
-   blended with a soft edge (partial volume);
+   blended with a soft edge (partial volume); a labelled lesion compartment whose contrast has one sign
+   is moved at least :data:`MIN_MARGIN` beyond every normal tissue of the sample (brighter than the
+   brightest, darker than the darkest non-CSF tissue), so that no label sits on a look-alike of grey
+   matter (the first two candidates, trained without this rule, called cortex and deep grey matter
+   lesion on real scans);
 4. scanner: blur, one thick-slice axis (1-4x the voxel size, then back), bias field, gamma and noise
    (MONAI transforms), and an imperfect skull strip (the brain mask dilated or eroded by a voxel);
 5. z-score inside the brain mask, as :func:`mome.training.data.prepare_case` does for files.
@@ -56,7 +60,9 @@ LESION_CONTRAST = {
     "DWI": {"ms": (0.0, 0.15), "stroke_acute": (0.35, 0.70), "stroke_chronic": (-0.2, 0.0),
             "oedema": (0.0, 0.15), "rim": (0.05, 0.25), "necrosis": (-0.3, -0.1)},
 }
-P_NO_LESION = 0.15
+P_NO_LESION = 0.30
+#: smallest distance of a labelled one-signed lesion compartment from every normal non-CSF tissue mean
+MIN_MARGIN = 0.08
 P_RANDOM_CONTRAST = 0.15
 
 
@@ -183,8 +189,10 @@ class DomainGenerator:
         elif kind != "none":
             lesion &= tissue
             compartments = {kind: lesion}
-        image = self._intensities(labels, modality, rng)
-        image = self._add_lesion(image, compartments, modality, rng)
+        image, means = self._intensities(labels, modality, rng)
+        tissue_means = [m for lab, m in means.items() if self._groups.get(lab) not in (None, "csf")]
+        labelled = {name for name, m in compartments.items() if np.any(m & lesion)}
+        image = self._add_lesion(image, compartments, modality, rng, labelled, tissue_means)
         image = _scanner(image, rng, cfg)
         mask = self._imperfect_strip(brain, rng)  # a dilated mask keeps some extra-cerebral tissue
         image = zscore_in_brain(image * mask, mask)
@@ -201,6 +209,7 @@ class DomainGenerator:
         prior = TISSUE_PRIORS[modality]
         random_contrast = rng.random() < P_RANDOM_CONTRAST
         out = np.zeros(labels.shape, np.float32)
+        means: dict[int, float] = {}
         noise = rng.standard_normal(labels.shape).astype(np.float32)
         for lab in np.unique(labels):
             if lab == 0:
@@ -211,11 +220,18 @@ class DomainGenerator:
             else:
                 mean = float(np.clip(prior[group] + rng.normal(0, cfg.prior_jitter), 0.02, 1.0))
             sel = labels == lab
+            means[int(lab)] = mean
             out[sel] = mean + rng.uniform(*cfg.label_std) * noise[sel]
-        return out
+        return out, means
 
-    def _add_lesion(self, image: np.ndarray, compartments: dict, modality: str, rng: np.random.Generator):
-        """Blend each compartment in with a soft edge: host texture + the modality's contrast."""
+    def _add_lesion(self, image: np.ndarray, compartments: dict, modality: str, rng: np.random.Generator,
+                    labelled: set | frozenset = frozenset(), tissue_means=()):
+        """Blend each compartment in with a soft edge: host texture + the modality's contrast.
+
+        A ``labelled`` compartment whose contrast range has one sign is pushed at least :data:`MIN_MARGIN`
+        beyond the extreme of ``tissue_means`` in that direction (it keeps its host-relative draw when that
+        is already further out).
+        """
         from scipy import ndimage
 
         for name, mask in compartments.items():
@@ -226,7 +242,16 @@ class DomainGenerator:
             alpha = np.clip(ndimage.gaussian_filter(mask.astype(np.float32), rng.uniform(0.3, 1.0)), 0, 1)
             alpha = np.maximum(alpha, mask)
             texture = rng.uniform(0.0, 0.05) * rng.standard_normal(image.shape).astype(np.float32)
-            image = image + alpha * (delta + texture)
+            shift = np.full(image.shape, delta, np.float32)
+            if name in labelled and len(tissue_means) and lo * hi > 0:
+                margin = MIN_MARGIN + abs(delta) * rng.uniform(0.0, 0.5)
+                if lo > 0:  # at least margin above the brightest normal tissue
+                    floor = max(tissue_means) + margin
+                    shift = np.maximum(shift, floor - image)
+                else:  # at least margin below the darkest normal tissue
+                    ceiling = min(tissue_means) - margin
+                    shift = np.minimum(shift, ceiling - image)
+            image = image + alpha * (shift + texture)
         return np.clip(image, 0, None)
 
     @staticmethod
