@@ -44,3 +44,24 @@ class TrainingInterrupted(MomeError):
     """Training was stopped by SIGTERM; the run folder keeps its last complete epoch for resuming."""
 
     exit_code = 143  # 128 + SIGTERM, as a shell reports a process ended by it
+
+
+class OutputError(MomeError):
+    """An output cannot be written there (under a file, read-only, no space left...)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived outside training; a ``BaseException`` so that no ``except Exception`` swallows it.
+
+    Raised by the CLI's signal handler after it removed the temporary outputs; the CLI prints one line
+    and exits 143.
+    """
+
+    exit_code = 143
+
+
+class Interrupted(BaseException):
+    """SIGINT (Ctrl-C) outside training, raised by the CLI's handler instead of ``KeyboardInterrupt`` (which
+    click would turn into "Aborted!" and status 1); the CLI prints one line and exits 130."""
+
+    exit_code = 130

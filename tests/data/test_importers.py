@@ -164,7 +164,7 @@ def test_existing_output_needs_overwrite(tmp_path):
     assert out.read_text() == before
     import_nnunet(src, out, dataset="E", lesion_type="tumour", overwrite=True)
     assert load_collection(out).cases[0].dataset == "E"
-    assert len(list((tmp_path / "c_labels").iterdir())) == 3
+    assert len(list((tmp_path / "c_labels").glob("*.nii.gz"))) == 3
 
 
 def _folder(root):

@@ -263,7 +263,9 @@ def _fsl_grid_scan(folder: Path, signal: bool = True) -> Path:
             dst.append(slice(b, b + length))
         ras[tuple(dst)] = t1[tuple(src)] * 500
     else:
-        ras[80:100, 100:120, 60:80] = 500.0  # a small blob: the header says MNI, the content does not
+        # a small textured blob (a two-valued image would be refused as a mask): the header says MNI, the
+        # content does not
+        ras[80:100, 100:120, 60:80] = 500.0 + np.arange(20, dtype=np.float32)[:, None, None]
     las = ras[::-1]  # FSL's LAS order: x flipped
     las_aff = aff.copy()
     las_aff[0, 0], las_aff[0, 3] = -1.0, aff[0, 3] + shape[0] - 1

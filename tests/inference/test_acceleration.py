@@ -8,7 +8,8 @@ Tolerances (stated here, also in docs/performance.md):
   benchmark): mean |probability difference| <= 0.01, max <= 0.3, >= 98% of voxels with the same
   arg-max (measured over 12 seeds: mean <= 0.004, max <= 0.22, agreement >= 99.0%);
 * expert skipping: equal to eq. 1 computed by hand over the kept experts (1e-5);
-* grouped experts (grouped convolutions sum in another order): max |logit or probability difference| <= 1e-4.
+* grouped experts (grouped convolutions sum in another order): max |logit, gate or probability
+  difference| <= 1e-4 (gates also 1e-4 relative).
 """
 
 from __future__ import annotations
@@ -169,7 +170,11 @@ def test_grouped_experts_match_reference(activation):
     for i in range(5):
         torch.testing.assert_close(per_expert[:, i], ref.expert_logits[i][0], rtol=0, atol=1e-4)
     torch.testing.assert_close(logits, ref.logits[0], rtol=0, atol=1e-4)
-    torch.testing.assert_close(gates, ref.gates[0], rtol=0, atol=EXACT)
+    # the gates come from the same encoder features, but the grouped run's batch layout lets float32
+    # reductions (and the thread split) sum in another order: the raw (identity) gate weights are then
+    # off by a few float32 ulps of their magnitude (1.19e-5 seen on a busy 2-core machine), so they get
+    # the same relative + absolute 1e-4 as the logits
+    torch.testing.assert_close(gates, ref.gates[0], rtol=1e-4, atol=1e-4)
 
 
 def test_predictor_grouped_experts_matches_reference():

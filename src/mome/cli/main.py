@@ -1,10 +1,20 @@
-"""Entry point of the ``mome`` command. Every :class:`~mome.errors.MomeError` becomes one line + exit 1."""
+"""Entry point of the ``mome`` command.
+
+Exit statuses: 0 success; 1 a user error (:class:`~mome.errors.MomeError`, one line ``mome: error: ...``);
+2 a usage error (unknown option, missing argument); 70 an internal error (a bug: one line, the traceback
+with ``--debug`` or ``MOME_DEBUG=1``); 130 interrupted (Ctrl-C); 143 stopped by SIGTERM. Temporary
+outputs are removed in every case.
+"""
 
 from __future__ import annotations
 
 import sys
 
 import typer
+
+#: exit status of an unexpected exception (sysexits.h EX_SOFTWARE)
+INTERNAL_ERROR = 70
+_debug = False
 
 app = typer.Typer(
     name="mome",
@@ -18,12 +28,15 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
+    debug: bool = typer.Option(False, "--debug", help="print the traceback of an internal error (also MOME_DEBUG=1)"),
     no_tcmalloc: bool = typer.Option(
         False, "--no-tcmalloc",
         help="do not re-run with tcmalloc preloaded (default: preloaded when installed; faster on CPU; "
              "also MOME_TCMALLOC=0)"),
 ) -> None:
     """MoME: universal brain-lesion segmentation with a Mixture of Modality Experts."""
+    global _debug
+    _debug = debug
     # the flag is acted on in run(), before any heavy import; it is declared here for --help
 
 
@@ -62,17 +75,36 @@ def main() -> None:
 
 
 def run() -> None:
-    """Run the app, turning user errors into a one-line message and exit code 1."""
-    from mome.errors import MomeError
+    """Run the app: user errors, interrupts and bugs each end in one line and their exit status."""
+    import os
+
+    from mome.errors import Interrupted, MomeError, Terminated
+    from mome.utils import signals
+    from mome.utils.atomic import remove_temporaries
 
     try:
-        app()
+        with signals.handled():
+            app()  # click's standalone mode: usage errors print click's message and exit 2
     except MomeError as exc:
         print(f"mome: error: {exc}", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 1))
-    except KeyboardInterrupt:
-        print("mome: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except (KeyboardInterrupt, Interrupted):
+        remove_temporaries()
+        print("mome: interrupted; nothing partial was left", file=sys.stderr)
+        sys.exit(Interrupted.exit_code)
+    except Terminated:
+        print("mome: stopped by SIGTERM; nothing partial was left", file=sys.stderr)
+        sys.exit(Terminated.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, never a bare traceback
+        remove_temporaries()
+        if _debug or os.environ.get("MOME_DEBUG", "") not in ("", "0"):
+            import traceback
+
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"mome: internal error: {type(exc).__name__}{': ' + first if first else ''}; rerun with --debug "
+              "for the traceback and report it", file=sys.stderr)
+        sys.exit(INTERNAL_ERROR)
 
 
 if __name__ == "__main__":

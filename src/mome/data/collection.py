@@ -104,16 +104,37 @@ class Collection:
         return write_text_atomic(path, json.dumps(self.to_dict(path.parent.resolve()), indent=2), overwrite)
 
 
+#: the manifest schema of one case: key -> (JSON types accepted, required); anything else is refused
+CASE_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
+    "id": ((str,), True), "image": ((str,), True), "label": ((str, type(None)), False),
+    "modality": ((str,), True), "dataset": ((str,), True), "lesion_type": ((str,), True),
+    "split": ((str,), False), "seen": ((bool,), False), "subject": ((str,), False),
+}
+_JSON_NAMES = {str: "a string", bool: "true or false", type(None): "null"}
+
+
 def parse_case(d: dict, root: Path, where: str) -> Case:
-    """One manifest entry -> :class:`Case` (field-level checks only, no file access)."""
+    """One manifest entry -> :class:`Case`, typed against :data:`CASE_SCHEMA` (no file access).
+
+    Strict on purpose: ``"seen": "false"`` is refused (Python would read the string as True and an unseen
+    dataset would silently become training data), as are numbers for ids or paths and unknown keys.
+    """
     if not isinstance(d, dict):
-        raise DataError(f"{where}: each case must be a JSON object")
+        raise DataError(f"{where}: each case must be a JSON object, got {type(d).__name__}")
     cid = d.get("id")
-    if not cid or not isinstance(cid, str):
-        raise DataError(f"{where}: a case has no 'id'")
-    for key in ("image", "modality", "dataset", "lesion_type"):
-        if not d.get(key):
-            raise DataError(f"{where}: case {cid!r} has no {key!r}")
+    name = f"case {cid!r}" if isinstance(cid, str) and cid else "a case"
+    for key, value in d.items():
+        if key not in CASE_SCHEMA:
+            raise DataError(f"{where}: {name} has an unknown key {key!r}; expected {', '.join(CASE_SCHEMA)}")
+        types, _ = CASE_SCHEMA[key]
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            expected = " or ".join(_JSON_NAMES[t] for t in types)
+            raise DataError(f"{where}: {name} has {key!r} = {json.dumps(value)}; expected {expected}")
+    for key, (_, required) in CASE_SCHEMA.items():
+        if required and not d.get(key, "").strip():
+            raise DataError(f"{where}: {name} has no {key!r}")
+    if "\0" in d["image"] or "\0" in (d.get("label") or ""):
+        raise DataError(f"{where}: {name} has a path with a NUL character")
     modality = canonical_modality(d["modality"], context=f"case {cid!r}")
     if d["lesion_type"] not in LESION_TYPES:
         raise DataError(f"{where}: case {cid!r} has lesion_type {d['lesion_type']!r}; expected one of "
@@ -123,8 +144,8 @@ def parse_case(d: dict, root: Path, where: str) -> Case:
         raise DataError(f"{where}: case {cid!r} has split {split!r}; expected 'train' or 'test'")
     label = d.get("label")
     return Case(id=cid, image=_abs(d["image"], root), label=None if label is None else _abs(label, root),
-                modality=modality, dataset=str(d["dataset"]), lesion_type=d["lesion_type"], split=split,
-                seen=bool(d.get("seen", True)), subject=str(d.get("subject") or cid))
+                modality=modality, dataset=d["dataset"], lesion_type=d["lesion_type"], split=split,
+                seen=d.get("seen", True), subject=d.get("subject") or cid)
 
 
 def load_collection(path: str | os.PathLike, check_files: bool = False) -> Collection:
@@ -146,7 +167,7 @@ def load_collection(path: str | os.PathLike, check_files: bool = False) -> Colle
         raise DataError(f"collection manifest {path} does not exist")
     try:
         raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DataError(f"collection manifest {path} is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("cases"), list):
         raise DataError(f"collection manifest {path} must be an object with a 'cases' list")
@@ -157,7 +178,13 @@ def load_collection(path: str | os.PathLike, check_files: bool = False) -> Colle
         raise DataError(f"collection manifest {path} has duplicate case ids: {', '.join(sorted(dup)[:5])}")
     if not cases:
         raise DataError(f"collection manifest {path} has no cases")
-    coll = Collection(str(raw.get("name", path.stem)), cases, raw.get("provenance", {}))
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str):
+        raise DataError(f"collection manifest {path}: 'name' = {json.dumps(name)}; expected a string")
+    provenance = raw.get("provenance", {})
+    if not isinstance(provenance, dict):
+        raise DataError(f"collection manifest {path}: 'provenance' must be an object")
+    coll = Collection(name, cases, provenance)
     if check_files:
         from mome.data.validate import validate_collection
 

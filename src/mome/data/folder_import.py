@@ -125,7 +125,7 @@ def import_csv(table: str | os.PathLike, out: str | os.PathLike, *, dataset: str
     root = table.parent.resolve()
     try:
         with open(table, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+            rows = list(csv.DictReader(fh, strict=True))  # strict: an unterminated quote is an error
             header = [h.strip() for h in (rows[0].keys() if rows else [])]
     except (OSError, csv.Error, UnicodeDecodeError) as exc:
         raise DataError(f"CSV {table} could not be read: {exc}") from exc
@@ -135,8 +135,10 @@ def import_csv(table: str | os.PathLike, out: str | os.PathLike, *, dataset: str
                         "required: image, label, modality")
     raw = []
     for n, row in enumerate(rows, start=2):
-        row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
         where = f"{table} line {n}"
+        if None in row:
+            raise DataError(f"{where}: more cells than the header has columns (an unquoted comma?)")
+        row = {k.strip(): (v or "").strip() for k, v in row.items()}
         if not row["image"]:
             raise DataError(f"{where}: empty image cell")
         modality = canonical_modality(row["modality"], context=where)

@@ -28,7 +28,7 @@ from mome.data.collection import Case, Collection
 from mome.data.constants import LESION_TYPES
 from mome.data.validate import Problem, format_values, geometry_mismatch, problems_error, read_geometry
 from mome.errors import DataError
-from mome.utils.atomic import check_writable
+from mome.utils.atomic import check_writable, mark_output_folder
 from mome.utils.nifti import save_nifti
 from mome.utils.provenance import provenance
 
@@ -272,6 +272,7 @@ def write_import(raw: Sequence[RawCase], out: str | os.PathLike, *, name: str, d
         rules = {"default": rule.describe(), **{m: r.describe() for m, r in rules_by_modality.items()}}
         coll = Collection(name, cases, provenance(source=source, label_rule=rules, labels_written=n_written))
         if n_written:
+            mark_output_folder(tmp_dir)
             if labels_dir.exists():
                 shutil.rmtree(labels_dir)
             os.replace(tmp_dir, labels_dir)

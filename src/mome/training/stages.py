@@ -31,6 +31,7 @@ from mome.training.config import TrainConfig, get_train_config
 from mome.training.run_folder import (CHECKPOINT, RUN_FILE, STATUS_FILE, clear_member, is_rank_zero, member_state,
                                       prepare_run_folder, read_json, write_json)
 from mome.training.systems import Member, PlanContext, SystemOptions, SystemSpec, get_system
+from mome.utils.signals import deferred
 
 
 def resolve(spec: SystemSpec, collection: Collection, preset: str | None, overrides: dict, model_overrides: dict,
@@ -205,7 +206,9 @@ def train_member(out: Path, spec: SystemSpec, ctx: PlanContext, member: Member, 
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
         try:
-            trainer.fit(module, datamodule=data, ckpt_path=str(folder / CHECKPOINT) if state == "resume" else None)
+            with deferred():  # Lightning's SIGTERM handler stops at the next step and keeps the checkpoint
+                trainer.fit(module, datamodule=data,
+                            ckpt_path=str(folder / CHECKPOINT) if state == "resume" else None)
         except L.pytorch.utilities.exceptions.SIGTERMException as exc:
             # Lightning stops at the next step and raises a SystemExit without a code (exit status 0):
             # make it an error that says how to continue
