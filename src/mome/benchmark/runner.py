@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mome.benchmark.presets import BenchmarkPreset, get_benchmark_preset
 from mome.errors import ConfigError, OutputExistsError
+from mome.utils.atomic import check_location, check_writable
 
 BENCHMARK_FILE = "benchmark.json"
 
@@ -101,7 +102,10 @@ def _prepare(out: Path, settings: dict, overwrite: bool) -> None:
     elif out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(f"{out} exists and is not a benchmark folder; pass --overwrite or another --out")
     elif out.exists() and overwrite:
+        check_writable(out, overwrite=True, kind="folder")  # never a folder mome did not write
         shutil.rmtree(out)
+    else:
+        check_location(out)
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({**settings, "finished": False}, indent=2))
 

@@ -143,8 +143,8 @@ def import_csv_cmd(
 @collection_app.command("check")
 def check_cmd(
     manifest: Path = typer.Argument(..., help="collection.json (or its folder)"),
-    headers_only: bool = typer.Option(False, "--headers-only", help="skip reading label voxels (faster; "
-                                      "does not check that labels are 0/1)"),
+    headers_only: bool = typer.Option(False, "--headers-only", help="skip reading voxels (faster; does "
+                                      "not check that labels are 0/1 and images finite, complete and not constant)"),
 ) -> None:
     """Validate a collection's files (existence, geometry, binary labels) and print case counts."""
     from rich.console import Console
@@ -158,11 +158,12 @@ def check_cmd(
     problems = find_problems(coll, check_label_values=not headers_only,
                              progress=lambda cases: track(cases, description="checking", console=err,
                                                           transient=True))
-    if problems:
+    if problems:  # the report on stdout; stderr gets the one error line
+        report = Console()
         for p in problems[:50]:
-            err.print(f"[red]{p}[/red]", highlight=False, soft_wrap=True)
+            report.print(f"[red]{p}[/red]", highlight=False, soft_wrap=True)
         if len(problems) > 50:
-            err.print(f"... and {len(problems) - 50} more")
+            report.print(f"... and {len(problems) - 50} more")
         raise problems_error(f"collection {coll.name!r} is invalid", problems)
     console = Console()
     console.print(counts_table(coll))

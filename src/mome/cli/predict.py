@@ -63,7 +63,7 @@ def predict(
     from mome.data.registration import REGISTRATION_MODES
     from mome.errors import ConfigError
 
-    if not input.exists():
+    if not input.exists() and not input.is_symlink():  # a link is judged (loop, broken) by load_nifti
         raise InputError(f"input {input} does not exist")
     if registration not in REGISTRATION_MODES:
         raise ConfigError(f"--registration {registration!r}; use one of {', '.join(REGISTRATION_MODES)}")

@@ -31,7 +31,7 @@ from mome.data.mni import (AUTHORS_BOX_ORIGIN_MM, MNI_BOX_ORIGIN_MM, MNI_CROP_SH
 from mome.data.registration import RegistrationSettings, register_to_mni, warp_to_mni, warp_to_native
 from mome.data.validate import format_values
 from mome.errors import InputError, OutputExistsError
-from mome.utils.atomic import atomic_path, write_text_atomic
+from mome.utils.atomic import atomic_path, check_location, check_writable, write_text_atomic
 from mome.utils.nifti import load_nifti, save_nifti
 from mome.utils.provenance import provenance
 
@@ -115,6 +115,9 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"output {out_dir} exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise OutputExistsError(f"output folder {out_dir} is not empty; pass --overwrite to replace it")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        check_writable(out_dir, overwrite=True, kind="folder")  # --overwrite replaces only mome's folders
+    check_location(out_dir)
 
 
 def _load_inputs(image_path: Path, label_path: Path | None):

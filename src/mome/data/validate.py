@@ -18,8 +18,8 @@ import numpy as np
 
 from mome.data.collection import SPLITS, Case, Collection
 from mome.data.constants import LESION_TYPES, MODALITIES
-from mome.errors import DataError
-from mome.utils.nifti import is_nifti_path
+from mome.errors import DataError, InputError
+from mome.utils.nifti import check_header, is_nifti_path, load_nifti
 
 AFFINE_ATOL = 1e-3
 """Largest element-wise difference (mm for the translation column) accepted between image and label
@@ -62,15 +62,23 @@ def read_geometry(path: str | os.PathLike) -> Geometry:
         raise DataError(f"{path} is not a NIfTI file (expected .nii or .nii.gz)")
     try:
         img = nib.load(str(path))
-        shape = tuple(int(n) for n in img.shape)
         affine = np.asarray(img.affine, dtype=np.float64)
     except Exception as exc:  # nibabel raises many types for corrupt headers
         raise DataError(f"{path} could not be read as NIfTI: {exc}") from exc
-    if len(shape) == 4 and shape[3] == 1:
-        shape = shape[:3]
-    if len(shape) != 3:
-        raise DataError(f"{path} has shape {shape}; expected one 3D volume")
+    try:  # the raw header: dims, declared size vs file size, dtype, pixdim, affine
+        shape = check_header(img, path, what="file")
+    except InputError as exc:
+        raise DataError(str(exc).removeprefix("file ")) from exc
     return Geometry(shape, affine)
+
+
+def image_problem(path: str | os.PathLike) -> str | None:
+    """Why the voxels of an image cannot be segmented (truncated, NaN, constant...), or None."""
+    try:
+        load_nifti(path, what="image")
+    except InputError as exc:
+        return str(exc).removeprefix("image ")
+    return None
 
 
 def label_values(path: str | os.PathLike) -> np.ndarray:
@@ -111,6 +119,7 @@ class _Checker:
         self.atol = atol
         self._geo: dict[Path, Geometry | DataError] = {}
         self._values: dict[Path, np.ndarray | DataError] = {}
+        self._image_checked: dict[Path, str | None] = {}
 
     def geometry(self, path: Path) -> Geometry:
         key = Path(path).resolve()
@@ -151,6 +160,12 @@ class _Checker:
         except DataError as exc:
             msgs.append(f"image {exc}")
             img_geo = None
+        if img_geo is not None and self.check_label_values:  # reading voxels: the images' too
+            key = Path(case.image).resolve()
+            if key not in self._image_checked:
+                self._image_checked[key] = image_problem(key)
+            if self._image_checked[key]:
+                msgs.append(f"image {self._image_checked[key]}")
         if case.label is None:
             return msgs
         try:
@@ -184,7 +199,8 @@ def find_problems(collection: Collection, check_files: bool = True, check_label_
     Args:
         collection: the cases to check.
         check_files: open the image and label files (headers; labels also their values).
-        check_label_values: read label voxels to check they are 0/1 (the slow part).
+        check_label_values: read the voxels (the slow part): labels must be 0/1, images finite, complete and
+            not constant.
         affine_atol: tolerance on image vs label affine elements (mm for translations).
         progress: optional wrapper around the case iterator (e.g. ``rich.progress.track``).
     """

@@ -72,6 +72,13 @@ def _load_pair(case: Case, pred_path: Path):
         raise InputError(f"prediction {pred_path} has a different affine from the label of case {case.id!r} "
                          f"(max difference {np.abs(pred_img.affine - lab_img.affine).max():.4g} mm); "
                          "predictions must be in the label's geometry (mome predict keeps the input's)")
+    bad = np.unique(lab[(lab != 0) & (lab != 1)])
+    if bad.size:
+        from mome.data.validate import format_values
+
+        raise InputError(f"label of case {case.id!r} ({case.label}) is not binary: it has values "
+                         f"{format_values(np.unique(lab))}; a label must hold only 0 and 1 (`mome collection check` "
+                         "refuses it too; re-import with --lesion-labels to choose which values are lesion)")
     if not np.array_equal(pred, np.round(pred)):
         raise InputError(f"prediction {pred_path} has non-integer values (probabilities?); evaluate binary "
                          "masks (voxels > 0 are lesion), e.g. threshold the probabilities at 0.5")

@@ -24,6 +24,7 @@ from mome.inference.grouped import GroupedExperts, grouped_mome_forward
 from mome.inference.geometry import (
     Reorientation, needs_resampling, pad_to_multiple, resample, resampled_shape, voxel_spacing,
 )
+from mome.utils.nifti import MAX_VOXELS
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -265,7 +266,12 @@ class Predictor:
         normalised = torch.from_numpy(zscore_in_brain(image, brain_mask))
         resampled = needs_resampling(spacing, self.spacing_mm, self.spacing_tolerance)
         if resampled:
-            normalised = resample(normalised, resampled_shape(shape, spacing, self.spacing_mm))
+            target = resampled_shape(shape, spacing, self.spacing_mm)
+            if int(np.prod(target, dtype=np.int64)) > MAX_VOXELS:
+                raise InputError(f"resampling the {shape} image at {spacing} mm to the model's {self.spacing_mm} mm "
+                                 f"would make {target} = {int(np.prod(target, dtype=np.int64)):.3g} voxels; check the "
+                                 "image's voxel size and the model's spacing_mm")
+            normalised = resample(normalised, target)
         logits, gates = self._sliding_window(normalised)
         if resampled:
             # nnU-Net resamples logits (not probabilities) back to the original grid, then applies softmax

@@ -47,9 +47,25 @@ class UNetConfig:
     leaky_slope: float = 0.01
 
     def __post_init__(self) -> None:
+        # typed and bounded (a model folder's config.json is user input): the offending key is named
+        for name in ("features_per_stage", "strides", "kernel_sizes", "n_conv_per_stage", "n_conv_per_stage_decoder"):
+            if not isinstance(getattr(self, name), (list, tuple)):
+                raise ConfigError(f"UNetConfig.{name} must be a list, got {getattr(self, name)!r}")
         n = len(self.features_per_stage)
-        if n < 2:
-            raise ConfigError("a U-Net needs at least 2 stages")
+        if n < 2 or n > MAX_STAGES:
+            raise ConfigError(f"UNetConfig.features_per_stage: a U-Net needs 2 to {MAX_STAGES} stages, got {n}")
+        _ints("features_per_stage", self.features_per_stage, 1, MAX_FEATURES)
+        _ints("n_conv_per_stage", self.n_conv_per_stage, 1, 8)
+        _ints("n_conv_per_stage_decoder", self.n_conv_per_stage_decoder, 1, 8)
+        for name, hi in (("strides", 4), ("kernel_sizes", 7)):
+            for v in getattr(self, name):
+                _ints(name, list(v) if isinstance(v, (list, tuple)) else [v], 1, hi)
+        _ints("input_channels", [self.input_channels], 1, 4096)
+        _ints("num_classes", [self.num_classes], 1, 256)
+        for name in ("norm_eps", "leaky_slope"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < 1):
+                raise ConfigError(f"UNetConfig.{name} must be a number in [0, 1), got {v!r}")
         for name in ("strides", "kernel_sizes", "n_conv_per_stage"):
             if len(getattr(self, name)) != n:
                 raise ConfigError(f"UNetConfig.{name} needs {n} entries (one per stage), got {getattr(self, name)}")
@@ -103,6 +119,11 @@ class MoMEConfig:
     def __post_init__(self) -> None:
         if isinstance(self.expert, dict):
             self.expert = UNetConfig(**self.expert)
+        if not isinstance(self.expert, UNetConfig):
+            raise ConfigError(f"MoMEConfig.expert must be a UNetConfig, got {self.expert!r}")
+        if (not isinstance(self.modalities, (list, tuple)) or len(self.modalities) > 64
+                or not all(isinstance(m, str) and m.strip() for m in self.modalities)):
+            raise ConfigError(f"MoMEConfig.modalities must be a list of up to 64 names, got {self.modalities!r}")
         if len(self.modalities) < 1:
             raise ConfigError("MoME needs at least one modality expert")
         if len(set(m.lower() for m in self.modalities)) != len(self.modalities):
@@ -133,6 +154,17 @@ class MoMEConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: bounds of a U-Net config read from a file (far above any real model; below what exhausts memory)
+MAX_STAGES = 8
+MAX_FEATURES = 2048
+
+
+def _ints(name: str, values, lo: int, hi: int) -> None:
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ConfigError(f"UNetConfig.{name} holds {v!r}; expected integers from {lo} to {hi}")
+
+
 def config_to_dict(cfg) -> dict:
     """Dataclass config -> plain dict (JSON-ready), tagged with its kind."""
     return {"kind": type(cfg).__name__, **dataclasses.asdict(cfg)}
@@ -151,7 +183,10 @@ def config_from_dict(d: dict):
     if unknown:
         raise ConfigError(f"{kind} has no fields {sorted(unknown)}")
     if cls is MoMEConfig and isinstance(d.get("expert"), dict):
-        d["expert"] = UNetConfig(**d["expert"])
+        try:
+            d["expert"] = UNetConfig(**d["expert"])
+        except TypeError as exc:
+            raise ConfigError(f"invalid expert UNetConfig: {exc}") from exc
     for key, sub in list(d.items()):
         if isinstance(sub, dict) and "kind" in sub:
             d[key] = config_from_dict(sub)

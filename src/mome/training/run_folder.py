@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 
 from mome.errors import ConfigError, OutputExistsError
-from mome.utils.atomic import write_text_atomic
+from mome.utils.atomic import check_location, check_writable, write_text_atomic
 
 RUN_FILE = "run.json"
 STATUS_FILE = "status.json"
@@ -77,9 +77,11 @@ def prepare_run_folder(out: Path, fingerprint: dict, overwrite: bool) -> None:
     """
     record = read_json(out / RUN_FILE) if (out / RUN_FILE).exists() else None
     if overwrite:
+        check_writable(out, overwrite=True, kind="folder")  # only a folder mome wrote is replaced
         if out.exists() and is_rank_zero():
             shutil.rmtree(out)
         return
+    check_location(out)
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
     if not out.is_dir():

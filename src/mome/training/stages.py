@@ -122,6 +122,16 @@ def train_system(name: str, collection: Collection | str | os.PathLike, out: str
     if not collection.cases:
         raise DataError(f"collection {collection.name!r} has no cases")
     ctx = resolve(spec, collection, preset, overrides or {}, model_overrides or {}, options)
+    training = ctx.training_cases(seen=None)
+    if not training:
+        raise DataError(f"collection {collection.name!r} has no training cases (split 'train') of the modalities "
+                        f"{', '.join(ctx.model_config.modalities)}")
+    from mome.data.validate import find_problems, problems_error
+
+    # every training file's header before the run folder is touched (voxels are read in the data loader)
+    problems = find_problems(Collection(collection.name, training), check_label_values=False)
+    if problems:
+        raise problems_error(f"cannot train on {collection.name!r}", problems)
     if ctx.config.spacing_mm is None:
         from mome.training.data import training_spacing
 
@@ -132,6 +142,7 @@ def train_system(name: str, collection: Collection | str | os.PathLike, out: str
         "system": spec.name, "train_config": ctx.config.to_dict(), "model_config": config_to_dict(ctx.model_config),
         "options": options.to_dict(), "members": {m.key: _cases_digest(m) for m in members},
     }
+    fresh = overwrite or not out.exists() or (out.is_dir() and not any(out.iterdir()))
     prepare_run_folder(out, fingerprint, overwrite)
     record = {"system": spec.name, "description": spec.description, "preset": preset or ctx.config.model,
               "train_config": ctx.config.to_dict(), "model_config": config_to_dict(ctx.model_config),
@@ -139,9 +150,17 @@ def train_system(name: str, collection: Collection | str | os.PathLike, out: str
               "fingerprint": fingerprint, "finished": False}
     write_json(out / RUN_FILE, record)
     log(f"{spec.name}: {len(members)} network(s) to train into {out}")
-    for index, member in enumerate(members):
-        train_member(out, spec, ctx, member, index, fingerprint, accelerator=accelerator, overwrite=overwrite,
-                     progress=progress, log=log)
+    try:
+        for index, member in enumerate(members):
+            train_member(out, spec, ctx, member, index, fingerprint, accelerator=accelerator, overwrite=overwrite,
+                         progress=progress, log=log)
+    except BaseException:
+        # a run that failed before its first complete epoch leaves nothing to resume: remove what it wrote
+        if fresh and is_rank_zero() and not any(out.rglob(CHECKPOINT)):
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     write_json(out / RUN_FILE, {**record, "finished": True})
     log(f"{spec.name}: finished; run folder {out}")
     return out

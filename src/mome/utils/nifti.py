@@ -102,15 +102,31 @@ def check_header(img, path: Path, what: str = "image") -> tuple[int, ...]:
         size = path.stat().st_size
         if size < declared:
             raise InputError(f"{what} {path} is truncated: its header declares {declared} bytes, the file has {size}")
-    zooms = np.asarray(hdr.get_zooms()[:3], dtype=np.float64)
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(f"{what} {path} has an invalid (singular or non-finite) affine")
+    raw = _raw_header(img, path)
+    # nibabel quietly turns pixdim 0 into 1 mm and negative into positive on load: judge the file's own
+    # values where they define the voxel size (no sform: the qform or the bare pixdim do)
+    zooms = np.asarray((raw if raw is not None and int(raw["sform_code"]) == 0 else hdr)["pixdim"][1:4], np.float64)
+    if int(hdr["sform_code"]) > 0:
+        zooms = np.sqrt((np.asarray(img.affine)[:3, :3] ** 2).sum(0))
     if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0) or np.any(zooms > MAX_VOXEL_MM):
         shown = ", ".join(f"{z:g}" for z in zooms)
         raise InputError(f"{what} {path} has voxel sizes ({shown}) mm in its header (pixdim); each must be "
                          f"> 0 and <= {MAX_VOXEL_MM:g} mm: fix the header")
-    affine = np.asarray(img.affine, dtype=np.float64)
-    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise InputError(f"{what} {path} has an invalid (singular or non-finite) affine")
     return shape
+
+
+def _raw_header(img, path: Path):
+    """The header as stored in the file (nibabel's loader fixes some fields), or None if unreadable."""
+    from nibabel.openers import ImageOpener
+
+    try:
+        with ImageOpener(str(path)) as fh:
+            return type(img.header).from_fileobj(fh, check=False)
+    except Exception:  # noqa: BLE001 - the normal load already succeeded; fall back to its header
+        return None
 
 
 def load_nifti(path: str | os.PathLike, *, allow_empty: bool = False, what: str = "image"):
@@ -136,6 +152,8 @@ def load_nifti(path: str | os.PathLike, *, allow_empty: bool = False, what: str 
     _check_path(path, what)
     try:
         img = nib.load(str(path))
+    except EOFError as exc:
+        raise InputError(f"{what} {path} is truncated: the compressed data ends early ({_reason(exc)})") from exc
     except Exception as exc:  # nibabel raises many types for corrupt files
         raise InputError(f"{what} {path} could not be read as NIfTI: {_reason(exc)}") from exc
     shape = check_header(img, path, what)
@@ -144,6 +162,8 @@ def load_nifti(path: str | os.PathLike, *, allow_empty: bool = False, what: str 
     try:
         raw = np.asanyarray(img.dataobj.get_unscaled())
         data = np.asanyarray(img.dataobj)
+    except EOFError as exc:  # gzip: the compressed stream stops early
+        raise InputError(f"{what} {path} is truncated: the compressed data ends early ({_reason(exc)})") from exc
     except Exception as exc:
         raise InputError(f"{what} {path} could not be read as NIfTI: {_reason(exc)}") from exc
     if data.ndim == 4:

@@ -52,11 +52,32 @@ def read_model_record(folder: str | os.PathLike) -> dict:
         raise CheckpointError(f"model folder {folder} has no {CONFIG_FILE}")
     try:
         record = json.loads(cfg_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {exc}") from exc
     if not isinstance(record, dict) or "config" not in record:
         raise CheckpointError(f"{cfg_path} has no 'config' entry")
+    if not isinstance(record["config"], dict):
+        raise CheckpointError(f"{cfg_path}: 'config' must be an object")
+    _check_metadata(record, cfg_path)
     return record
+
+
+def _check_metadata(record: dict, where: Path) -> None:
+    """Typed, bounded inference metadata: ``patch_size`` 3 integers in [4, 1024] (or "whole"), ``spacing_mm``
+    3 numbers in [0.05, 20] mm, ``modalities`` a list of strings."""
+    patch = record.get("patch_size")
+    if patch is not None and patch != "whole":
+        if (not isinstance(patch, list) or len(patch) != 3
+                or any(isinstance(v, bool) or not isinstance(v, int) or not 4 <= v <= 1024 for v in patch)):
+            raise CheckpointError(f"{where}: 'patch_size' = {json.dumps(patch)}; expected 3 integers from 4 to 1024")
+    spacing = record.get("spacing_mm")
+    if spacing is not None:
+        if (not isinstance(spacing, list) or len(spacing) != 3
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.05 <= v <= 20 for v in spacing)):
+            raise CheckpointError(f"{where}: 'spacing_mm' = {json.dumps(spacing)}; expected 3 numbers from 0.05 to 20 mm")
+    mods = record.get("modalities")
+    if mods is not None and (not isinstance(mods, list) or not all(isinstance(m, str) for m in mods)):
+        raise CheckpointError(f"{where}: 'modalities' = {json.dumps(mods)}; expected a list of names")
 
 
 def load_model(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> torch.nn.Module:
