@@ -16,7 +16,7 @@ import numpy as np
 from mome.errors import InputError
 from mome.inference.outputs import gate_stats, image_like, lesion_stats, save_image, save_preview, write_stats_json
 from mome.inference.predictor import Prediction, Predictor
-from mome.utils.atomic import check_writable
+from mome.utils.atomic import check_writable, remove_empty_folders
 from mome.utils.nifti import is_nifti_path, load_nifti, strip_nifti_suffix
 
 
@@ -189,16 +189,25 @@ def predict_to_files(image_path: str | os.PathLike, out: str | os.PathLike, mode
         if p.exists() and image_path.exists() and p.resolve() == image_path.resolve():
             raise InputError(f"output {p} is the input image; choose another output path")
     result = predict(image_path, model, preprocess=preprocess, registration=registration, **options)
-    save_image(result.mask, paths["mask"], overwrite)
-    if probabilities:
-        save_image(result.probabilities, paths["probabilities"], overwrite)
-    if stats:
-        write_stats_json(result.stats, paths["stats"], overwrite)
-    if preview:
-        s = result.stats
-        title = f"{image_path.name}: {s['lesion_volume_ml']:.2f} ml, {s['lesion_count']} lesion(s)"
-        save_preview(np.asarray(result.image.dataobj, dtype=np.float32), np.asarray(result.mask.dataobj),
-                     result.image.affine, paths["preview"], title=title, overwrite=overwrite)
+    new = [p for p in paths.values() if not p.exists()]
+    folder = paths["mask"].parent
+    created = [a for a in [folder, *folder.parents] if not a.exists()]
+    try:  # all outputs or none: a failure (or SIGTERM) after the mask removes the files this call created
+        save_image(result.mask, paths["mask"], overwrite)
+        if probabilities:
+            save_image(result.probabilities, paths["probabilities"], overwrite)
+        if stats:
+            write_stats_json(result.stats, paths["stats"], overwrite)
+        if preview:
+            s = result.stats
+            title = f"{image_path.name}: {s['lesion_volume_ml']:.2f} ml, {s['lesion_count']} lesion(s)"
+            save_preview(np.asarray(result.image.dataobj, dtype=np.float32), np.asarray(result.mask.dataobj),
+                         result.image.affine, paths["preview"], title=title, overwrite=overwrite)
+    except BaseException:
+        for p in new:
+            p.unlink(missing_ok=True)
+        remove_empty_folders(created)
+        raise
     return result, paths
 
 

@@ -156,7 +156,7 @@ def train_system(name: str, collection: Collection | str | os.PathLike, out: str
                          progress=progress, log=log)
     except BaseException:
         # a run that failed before its first complete epoch leaves nothing to resume: remove what it wrote
-        if fresh and is_rank_zero() and not any(out.rglob(CHECKPOINT)):
+        if fresh and is_rank_zero() and not any(out.rglob(CHECKPOINT.name)):
             import shutil
 
             shutil.rmtree(out, ignore_errors=True)

@@ -121,6 +121,7 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
         OutputError: the write failed (disk full, permissions, read-only...): one line naming ``path``.
     """
     path = check_writable(path, overwrite)
+    created = [a for a in [path.parent, *path.parent.parents] if not a.exists()]  # removed again on failure
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -143,14 +144,25 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
         os.replace(tmp_path, path)
     except OSError as exc:
         _remove(tmp_path)
+        remove_empty_folders(created)
         if exc.errno == errno.ENOSPC:
             raise OutputError(f"no space left on device while writing {path}; nothing was written") from exc
         raise OutputError(f"cannot write {path}: {_reason(exc)}; nothing was written") from exc
     except BaseException:
         _remove(tmp_path)
+        remove_empty_folders(created)
         raise
     finally:
         _temporaries.discard(tmp_path)
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the folders an interrupted write created (innermost first), where they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _remove(p: Path) -> None:
