@@ -278,8 +278,10 @@ def test_cli_refuses_existing_output_and_bad_masks(tiny, tmp_path):
 
 
 def test_cli_overwrite(tmp_path):
+    """--overwrite replaces a folder mome wrote, stale files included (a foreign folder is refused:
+    tests/reliability)."""
     out = tmp_path / "out"
-    out.mkdir()
+    assert CliRunner().invoke(app, ["synth", "-p", "tiny", "-o", str(out), "--seed", "1"]).exit_code == 0
     (out / "stale.txt").write_text("old")
     res = CliRunner().invoke(app, ["synth", "-p", "tiny", "-o", str(out), "--seed", "2", "--overwrite"])
     assert res.exit_code == 0, res.output

@@ -96,7 +96,7 @@ def _load_predictor(model, options):
 def _predict_file(path: Path, out: Path, model, options: dict, flags: dict) -> None:
     from mome.inference.api import output_paths, predict_to_files
     from mome.utils.atomic import check_writable
-    from mome.utils.nifti import load_nifti
+    from mome.utils.nifti import check_segmentable, load_nifti
 
     if out.is_dir():  # a folder as OUT for one image: the mask is named like the input inside it
         out = out / path.name
@@ -104,7 +104,7 @@ def _predict_file(path: Path, out: Path, model, options: dict, flags: dict) -> N
                          preview=flags["preview"])
     for p in paths.values():  # refuse before any work so that nothing is written
         check_writable(p, flags["overwrite"])
-    load_nifti(path)  # a bad input fails before the model is loaded
+    check_segmentable(*load_nifti(path), path)  # a bad input fails before the model is loaded
     predictor = _load_predictor(model, options)
     result, paths = predict_to_files(path, out, predictor, **flags)
     _summary(result.stats)

@@ -17,7 +17,7 @@ from mome.errors import InputError
 from mome.inference.outputs import gate_stats, image_like, lesion_stats, save_image, save_preview, write_stats_json
 from mome.inference.predictor import Prediction, Predictor
 from mome.utils.atomic import check_writable, remove_empty_folders
-from mome.utils.nifti import is_nifti_path, load_nifti, strip_nifti_suffix
+from mome.utils.nifti import check_segmentable, is_nifti_path, load_nifti, strip_nifti_suffix
 
 
 @dataclass
@@ -215,6 +215,7 @@ def load_input(image_or_path) -> tuple[object, np.ndarray, Path | None]:
     """Read and check a path or check a nibabel image: ``(image, float32 data, path or None)``."""
     if isinstance(image_or_path, (str, os.PathLike)):
         img, data = load_nifti(image_or_path)
+        check_segmentable(img, data, image_or_path)
         return img, data, Path(image_or_path)
     if not hasattr(image_or_path, "affine") or not hasattr(image_or_path, "dataobj"):
         raise InputError(f"expected a NIfTI path or a nibabel image, got {type(image_or_path).__name__}")

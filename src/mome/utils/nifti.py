@@ -134,17 +134,14 @@ def load_nifti(path: str | os.PathLike, *, allow_empty: bool = False, what: str 
 
     Args:
         path: a ``.nii`` or ``.nii.gz`` file.
-        allow_empty: accept an all-zero volume (labels, masks and predictions may be empty). Without it the
-            volume is an image and must also carry information: not constant or two-valued (a mask given
-            as the image), and at least :data:`MIN_EXTENT_MM` mm along every axis.
+        allow_empty: accept an all-zero volume (labels, masks and predictions may be empty).
         what: word used in error messages ("image", "label").
 
     Returns:
         ``(nibabel image, float32 array)``. A 4D file with one volume is squeezed to 3D.
 
     Raises:
-        InputError: missing file, not NIfTI, unreadable, bad header, not 3D, non-finite or
-            information-free voxels.
+        InputError: missing file, not NIfTI, unreadable, bad header, not 3D, non-finite or all-zero voxels.
     """
     import nibabel as nib
 
@@ -178,21 +175,32 @@ def load_nifti(path: str | os.PathLike, *, allow_empty: bool = False, what: str 
             raise InputError(f"{what} {path}: its scaling (scl_slope={slope}, scl_inter={inter}) makes {bad} "
                              "voxels overflow float32; fix the header")
         raise InputError(f"{what} {path} has {bad} NaN or infinite voxels; fix or mask them first")
-    if not allow_empty:
-        if not np.any(arr):
-            raise InputError(f"{what} {path} is all zeros")
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo == hi:
-            raise InputError(f"{what} {path} is constant (every voxel is {lo:g}): it holds no image to segment")
-        if np.unique(arr[:: max(1, arr.size // 2_000_000)]).size <= 2 and np.unique(arr).size <= 2:
-            raise InputError(f"{what} {path} has only two values ({lo:g}, {hi:g}): it looks like a mask, not an MR "
-                             "image")
-        extent = np.asarray(shape) * np.sqrt((np.asarray(img.affine)[:3, :3] ** 2).sum(0))
-        if np.any(extent < MIN_EXTENT_MM):
-            shown = " x ".join(f"{e:.3g}" for e in extent)
-            raise InputError(f"{what} {path} covers only {shown} mm; a brain image covers at least "
-                             f"{MIN_EXTENT_MM:g} mm along every axis")
+    if not allow_empty and not np.any(arr):
+        raise InputError(f"{what} {path} is all zeros")
     return img, arr
+
+
+def check_segmentable(img, arr: np.ndarray, path, what: str = "image") -> None:
+    """Refuse an image that holds nothing to segment (what ``mome predict`` checks before the model runs).
+
+    Constant, two-valued (a mask given as the image), or under :data:`MIN_EXTENT_MM` mm along an axis
+    (too small to hold brain anatomy and, after resampling, for the network). Training and collection
+    checks do not apply this: the tests' toy volumes are smaller than a brain.
+
+    Raises:
+        InputError: naming the file and the problem.
+    """
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo == hi:
+        raise InputError(f"{what} {path} is constant (every voxel is {lo:g}): it holds no image to segment")
+    if np.unique(arr).size <= 2:
+        raise InputError(f"{what} {path} has only two values ({lo:g}, {hi:g}): it looks like a mask, not an MR "
+                         "image")
+    extent = np.asarray(arr.shape[:3]) * np.sqrt((np.asarray(img.affine)[:3, :3] ** 2).sum(0))
+    if np.any(extent < MIN_EXTENT_MM):
+        shown = " x ".join(f"{e:.3g}" for e in extent)
+        raise InputError(f"{what} {path} covers only {shown} mm; a brain image covers at least "
+                         f"{MIN_EXTENT_MM:g} mm along every axis")
 
 
 def _reason(exc: Exception) -> str:
