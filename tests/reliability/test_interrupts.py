@@ -32,6 +32,10 @@ def test_signal_during_a_write_leaves_nothing(sig, code, words, tmp_path, tiny_m
     the finished mask and the folder created for them are all removed."""
     args = _predict_args(tmp_path, tiny_model)
     before = snapshot(tmp_path)
+    # a background shell starts pytest with SIGINT ignored, and mome leaves an ignored signal ignored:
+    # give the run an interactive shell's default handlers
+    previous = {s: signal.signal(s, d) for s, d in ((signal.SIGINT, signal.default_int_handler),
+                                                   (signal.SIGTERM, signal.SIG_DFL))}
     real_save = nib.save
     calls = []
 
@@ -42,11 +46,16 @@ def test_signal_during_a_write_leaves_nothing(sig, code, words, tmp_path, tiny_m
             os.kill(os.getpid(), sig)
 
     monkeypatch.setattr(nib, "save", save_then_signal)
-    got, out, err = run_cli(monkeypatch, capsys, *args)
+    try:
+        got, out, err = run_cli(monkeypatch, capsys, *args)
+        # the caller's handlers are back
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     assert got == code and words in _one_line(err)
     assert len(calls) == 2 and snapshot(tmp_path) == before
-    assert signal.getsignal(signal.SIGTERM) is not None  # the caller's handlers are back
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.parametrize("err_no, words", [(errno.ENOSPC, "no space left"), (errno.EROFS, "Read-only file system"),
@@ -110,3 +119,17 @@ def test_a_training_run_that_fails_before_its_first_epoch_leaves_no_run_folder(t
     assert code == 1 and err.count("mome: error") == 1 and "Traceback" not in err
     assert "NaN" in err.strip().splitlines()[-1]
     assert snapshot(tmp_path) == before
+
+
+def test_an_ignored_signal_stays_ignored():
+    """nohup and background shells ignore SIGINT: the CLI does not make such a run interruptible."""
+    from mome.utils import signals
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with signals.handled():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is signals._on_sigterm
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -43,8 +43,9 @@ def handled():
         yield
         return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    signal.signal(signal.SIGINT, _on_sigint)
+    for sig, handler in ((signal.SIGTERM, _on_sigterm), (signal.SIGINT, _on_sigint)):
+        if previous[sig] is not signal.SIG_IGN:  # an ignored signal stays ignored (nohup, background jobs)
+            signal.signal(sig, handler)
     try:
         yield
     finally:
