@@ -54,20 +54,13 @@ def _image_case(name, what, expect, make, code=1) -> BadInput:
     return BadInput(name, what, expect, build, code)
 
 
-def _truncated_gz(d: Path) -> Path:
-    p = nii(d / "full.nii.gz", brain())
+def _truncated(d: Path, suffix: str) -> Path:
+    """A brain volume written as ``t<suffix>`` and cut in half."""
+    p = nii(d / f"full{suffix}", brain())
     raw = p.read_bytes()
     p.unlink()
-    (d / "t.nii.gz").write_bytes(raw[: len(raw) // 2])
-    return d / "t.nii.gz"
-
-
-def _truncated_nii(d: Path) -> Path:
-    p = nii(d / "full.nii", brain())
-    raw = p.read_bytes()
-    p.unlink()
-    (d / "t.nii").write_bytes(raw[: len(raw) // 2])
-    return d / "t.nii"
+    (d / f"t{suffix}").write_bytes(raw[: len(raw) // 2])
+    return d / f"t{suffix}"
 
 
 def _huge_header(d: Path, gz: bool) -> Path:
@@ -150,8 +143,8 @@ IMAGES = [
                 lambda d: (d / "x.nii.gz").write_bytes(os.urandom(2000)) and d / "x.nii.gz"),
     _image_case("empty file", "a zero-byte .nii", "could not be read as NIfTI",
                 lambda d: (d / "e.nii").write_bytes(b"") or d / "e.nii"),
-    _image_case("truncated .nii.gz", "a gzip cut in half", "truncated", _truncated_gz),
-    _image_case("truncated .nii", "an uncompressed file cut in half", "truncated", _truncated_nii),
+    _image_case("truncated .nii.gz", "a gzip cut in half", "truncated", lambda d: _truncated(d, ".nii.gz")),
+    _image_case("truncated .nii", "an uncompressed file cut in half", "truncated", lambda d: _truncated(d, ".nii")),
     _image_case("lying header (.nii)", "30000^3 voxels declared in a 100-byte body", "voxels",
                 lambda d: _huge_header(d, False)),
     _image_case("lying header (.nii.gz)", "the same, compressed", "voxels", lambda d: _huge_header(d, True)),
