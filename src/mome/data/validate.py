@@ -73,7 +73,7 @@ def read_geometry(path: str | os.PathLike) -> Geometry:
 
 
 def image_problem(path: str | os.PathLike) -> str | None:
-    """Why the voxels of an image cannot be segmented (truncated, NaN, constant...), or None."""
+    """Why the voxels of an image cannot be used (truncated, NaN or infinite, all zero...), or None."""
     try:
         load_nifti(path, what="image")
     except InputError as exc:
@@ -200,7 +200,7 @@ def find_problems(collection: Collection, check_files: bool = True, check_label_
         collection: the cases to check.
         check_files: open the image and label files (headers; labels also their values).
         check_label_values: read the voxels (the slow part): labels must be 0/1, images finite, complete and
-            not constant.
+            not all zero.
         affine_atol: tolerance on image vs label affine elements (mm for translations).
         progress: optional wrapper around the case iterator (e.g. ``rich.progress.track``).
     """

@@ -29,11 +29,6 @@ OWN_FILES = (MARKER, "run.json", "benchmark.json", "collection.json", "provenanc
 _temporaries: set[Path] = set()
 
 
-def live_temporaries() -> list[Path]:
-    """Temporary outputs being written now (removed by the CLI's signal handler on SIGTERM)."""
-    return sorted(_temporaries)
-
-
 def is_mome_output(folder: Path) -> bool:
     """True when ``folder`` holds a file only mome writes (:data:`OWN_FILES`), or is a labels folder of a
     collection import (every file a ``*_lesion-*.nii.gz``)."""
