@@ -356,4 +356,76 @@ COLLECTIONS = [
              _train_no_training_cases),
 ]
 
-CASES: list[BadInput] = IMAGES + OUTPUTS + COLLECTIONS
+def _scan_and_reference(d: Path, reference) -> tuple[Path, Path]:
+    return nii(d / "scan.nii.gz", brain()), nii(d / "ref.nii.gz", reference, dtype=np.uint8)
+
+
+def _tiny_sam(d: Path) -> Path:
+    import torch
+
+    from mome.model.baselines import SAMMed3D, sam_med3d_config
+    from mome.weights.store import save_model
+
+    torch.manual_seed(0)
+    return save_model(SAMMed3D(sam_med3d_config("tiny")), d / "sam",
+                      metadata={"interactive": True, "patch_size": [16] * 3, "spacing_mm": [1.0] * 3})
+
+
+def _sam_checkpoint(d: Path, obj) -> Path:
+    import torch
+
+    torch.save(obj, str(d / "sam_med3d_turbo.pth"))
+    return d / "sam_med3d_turbo.pth"
+
+
+def _lesion(shape=(20, 23, 17)) -> np.ndarray:
+    ref = np.zeros(shape, np.uint8)
+    ref[6:12, 8:15, 5:10] = 1
+    return ref
+
+
+def _import_sam(d: Path, obj) -> list:
+    return ["weights", "import-sam-med3d", _sam_checkpoint(d, obj), "--out", d / "sam_model"]
+
+
+class _NotATensor:  # a class torch.load(weights_only=True) must refuse to unpickle
+    pass
+
+
+INTERACTIVE = [
+    BadInput("clicks without a reference mask", "--clicks 10 and no --reference", "without a reference mask",
+             lambda d, m: _predict(nii(d / "s.nii.gz", brain()), d / "o.nii.gz", m, "--clicks", "10")),
+    BadInput("empty reference mask", "--reference of all zeros (nothing to click on)", "is empty",
+             lambda d, m: _predict(*_scan_and_reference(d, np.zeros((20, 23, 17)))[:1], d / "o.nii.gz", m,
+                                   "--reference", d / "ref.nii.gz")),
+    BadInput("reference on another grid", "--reference of another shape than the image", "one grid",
+             lambda d, m: _predict(*_scan_and_reference(d, _lesion((20, 23, 16)))[:1], d / "o.nii.gz", m,
+                                   "--reference", d / "ref.nii.gz")),
+    BadInput("interactive model without --reference", "a SAM-Med3D model folder, no --reference", "is interactive",
+             lambda d, m: _predict(nii(d / "s.nii.gz", brain()), d / "o.nii.gz", _tiny_sam(d))),
+    BadInput("--reference with an automatic model", "a reference mask given to MoME", "for interactive models",
+             lambda d, m: _predict(_scan_and_reference(d, _lesion())[0], d / "o.nii.gz", m,
+                                   "--reference", d / "ref.nii.gz")),
+    BadInput("SAM-Med3D checkpoint of the wrong layout", "import-sam-med3d on a file of other tensors",
+             "not a SAM-Med3D checkpoint", lambda d, m: _import_sam(d, {"model_state_dict": {"w": _zeros()}})),
+    BadInput("SAM-Med3D checkpoint with code", "a pickled object, refused by weights_only=True", "cannot read",
+             lambda d, m: _import_sam(d, {"model_state_dict": _NotATensor()})),
+    BadInput("SAM-Med3D checkpoint truncated", "the checkpoint cut in half", "cannot read",
+             lambda d, m: ["weights", "import-sam-med3d", _cut(_sam_checkpoint(d, {"w": _zeros()})),
+                           "--out", d / "sam_model"]),
+]
+
+
+def _zeros():
+    import torch
+
+    return torch.zeros(3, 3)
+
+
+def _cut(path: Path) -> Path:
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    return path
+
+
+CASES: list[BadInput] = IMAGES + OUTPUTS + COLLECTIONS + INTERACTIVE

@@ -49,13 +49,13 @@ class BenchmarkPreset:
 BENCHMARK_PRESETS: dict[str, BenchmarkPreset] = {
     "quick": BenchmarkPreset("quick", synth="quick", train="cpu",
                              train_overrides={"epochs": 4, "iterations_per_epoch": 12, "precision": "32"},
-                             patch_size="whole"),
+                             systems=("mome", "single", "sam-med3d"), patch_size="whole"),
     "cpu": BenchmarkPreset("cpu", synth="cpu", train="cpu",
-                           systems=("mome", "single", "multitalent", "hermes", "task-specific"),
+                           systems=("mome", "single", "multitalent", "hermes", "sam-med3d", "task-specific"),
                            ablations=("no-curriculum", "basic-gate", "random-experts"),
                            reference=("task-specific",), patch_size="whole"),
     "paper": BenchmarkPreset("paper", synth="paper", train="paper",
-                             systems=("mome", "single", "multitalent", "hermes", "task-specific"),
+                             systems=("mome", "single", "multitalent", "hermes", "sam-med3d", "task-specific"),
                              ablations=("no-curriculum", "basic-gate", "random-experts"),
                              reference=("task-specific",), precision="bf16"),
 }

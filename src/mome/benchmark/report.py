@@ -9,7 +9,9 @@ from mome.data.constants import MODALITIES
 
 LABELS = {"mome": "MoME", "single": "nnU-Net (single)", "task-specific": "Task-specific nnU-Nets",
           "multitalent": "Multi-Talent", "hermes": "Hermes", "no-curriculum": "MoME w/o curriculum",
-          "basic-gate": "MoME basic gate", "random-experts": "MoME random experts"}
+          "basic-gate": "MoME basic gate", "random-experts": "MoME random experts",
+          "sam-med3d": "SAM-Med3D (10 clicks)"}
+INTERACTIVE = ("sam-med3d",)
 
 
 def write_report(out: Path, bp: BenchmarkPreset, seed: int, chosen, results, skipped, collection, runs,
@@ -39,6 +41,8 @@ def write_report(out: Path, bp: BenchmarkPreset, seed: int, chosen, results, ski
         if ids:
             md.append(f"- {LABELS.get(name, name)} does not apply to {len(ids)} test image(s) (unseen datasets); "
                       "their cells show '-'.")
+    interactive = {n: _click_summary(out / "predictions" / n) for n in chosen if n in INTERACTIVE and n in results}
+    md += _interactive_lines(interactive)
     md += ["", tables_markdown(tables), "", "## Figures", ""]
     md += [f"![{k}](figures/{Path(v).name})" for k, v in figures.items() if v]
     md += ["", "## Reading", "", *[f"- {line}" for line in reading], "", "## Time per step (s)", "",
@@ -47,7 +51,33 @@ def write_report(out: Path, bp: BenchmarkPreset, seed: int, chosen, results, ski
     summaries = {n: results[n].summary() for n in results}
     return {"tables": tables_dict(tables), "summaries": summaries, "reading": reading,
             "figures": {k: str(v) for k, v in figures.items() if v},
-            "skipped": {k: v for k, v in skipped.items() if v}}
+            "skipped": {k: v for k, v in skipped.items() if v},
+            "interactive": {k: v for k, v in interactive.items() if v}}
+
+
+def _click_summary(pred_dir: Path) -> dict | None:
+    from mome.benchmark.predict import click_summary
+
+    return click_summary(pred_dir)
+
+
+def _interactive_lines(interactive: dict) -> list[str]:
+    """What the interactive systems' cells mean, and their Dice after each click."""
+    lines = []
+    for name, summary in interactive.items():
+        if not summary:
+            continue
+        curve = summary["mean_dice_per_click"]
+        lines += ["", f"- {LABELS.get(name, name)} is interactive, not automatic: each test image gets "
+                      f"{summary['clicks']} clicks simulated from its reference mask ({summary['rule']} rule: each "
+                      "click at the centre of the largest error region). Its cells are the Dice after the last "
+                      "click (what a user has after the clicks; the best click is an oracle choice that needs the "
+                      "reference), so they are not comparable with the automatic systems' as such.",
+                  f"  Mean Dice after click 1, 5 and {len(curve)} over its {summary['images']} test images with a "
+                  f"lesion: {curve[0]:.4f}, {curve[min(4, len(curve) - 1)]:.4f}, {curve[-1]:.4f}; best click "
+                  f"{summary['mean_best_click_dice']:.4f} (best before the last click on "
+                  f"{summary['images_best_before_last']} images)."]
+    return lines
 
 
 def _figures(folder: Path, foundation, reference, chosen, collection, runs: Path, log) -> dict:
@@ -97,10 +127,10 @@ def _reading(results, chosen, bp) -> list[str]:
         lines.append(f"{what or level}: {LABELS.get(a, a)} {x:.4f} vs {LABELS.get(b, b)} {y:.4f} -> the paper's "
                      f"ordering ({LABELS.get(a, a)} > {LABELS.get(b, b)}) {verdict} here.")
 
-    for other in ("single", "multitalent", "hermes"):
+    for other in ("single", "multitalent", "hermes", "sam-med3d"):
         for level in ("image", "task", "dataset"):
             cmp("mome", other, level, True, f"seen {level}-level Dice")
-    for other in ("single", "hermes"):
+    for other in ("single", "hermes", "sam-med3d"):
         cmp("mome", other, "dataset", False, "unseen dataset-level Dice")
     chain = [n for n in ("mome", "no-curriculum", "basic-gate", "random-experts") if n in results]
     for a, b in zip(chain, chain[1:]):

@@ -69,7 +69,7 @@ def run_benchmark(preset: str | BenchmarkPreset, out: str | os.PathLike, *, seed
     for name in chosen:
         t0 = time.perf_counter()
         results[name], skipped[name] = _predict_and_evaluate(name, runs / name, collection, test, out, bp,
-                                                             device, log)
+                                                             device, log, seed)
         timings[f"predict+evaluate {name}"] = time.perf_counter() - t0
 
     from mome.benchmark.report import write_report
@@ -135,14 +135,14 @@ def _train(name, collection, out, bp: BenchmarkPreset, overrides, experts, log, 
                  progress=progress)
 
 
-def _predict_and_evaluate(name, run_dir, collection, test, out, bp, device, log):
+def _predict_and_evaluate(name, run_dir, collection, test, out, bp, device, log, seed=0):
     from mome.benchmark.predict import SystemPredictor, predict_cases
     from mome.evaluation.evaluate import evaluate_predictions
 
     pred_dir = out / "predictions" / name
     log(f"{name}: predicting {len(test)} test images into {pred_dir}")
     skipped = predict_cases(SystemPredictor(run_dir, precision=bp.precision, device=device,
-                                                   patch_size=bp.patch_size), test, pred_dir)
+                                            patch_size=bp.patch_size, seed=seed), test, pred_dir)
     if skipped:
         log(f"{name}: not applicable to {len(skipped)} test image(s) (e.g. unseen datasets); reported as '-'")
     result = evaluate_predictions(pred_dir, collection, split="test", out_dir=out / "evaluation" / name,

@@ -56,6 +56,12 @@ def predict(
     stats: bool = typer.Option(False, "--stats",
                                help="also write lesion volume (ml), lesion count and gate expert shares (JSON)"),
     preview: bool = typer.Option(False, "--preview", help="also write a PNG with three orthogonal slices"),
+    reference: Path = typer.Option(None, "--reference",
+                                   help="interactive models (SAM-Med3D) only: the reference lesion mask on the "
+                                        "image's grid; the clicks are simulated from it (this is not automatic "
+                                        "segmentation: the mask is the answer)"),
+    clicks: int = typer.Option(None, "--clicks", help="with --reference: number of simulated clicks (default 10)"),
+    seed: int = typer.Option(0, "--seed", help="with --reference: seed of the click choice (deterministic)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing outputs"),
 ) -> None:
     from mome.errors import InputError
@@ -72,6 +78,14 @@ def predict(
     options["patch_size"] = "whole" if whole_volume else None  # None: the training patch, sliding
     flags = dict(probabilities=probabilities, stats=stats, preview=preview, overwrite=overwrite,
                  preprocess=preprocess, registration=registration)
+    if clicks is not None and reference is None:
+        raise InputError("clicks were requested without a reference mask: simulated clicks are drawn from the "
+                         "reference lesion (pass --reference MASK)")
+    if reference is not None:
+        if input.is_dir():
+            raise InputError("--reference takes one image (-i IMAGE): interactive models segment one image at a "
+                             "time from its own reference mask")
+        options.update(reference=reference, clicks=clicks, seed=seed)
     if input.is_dir():
         failed = _predict_folder(input, output, model, options, flags)
         if failed:
@@ -104,8 +118,15 @@ def _predict_file(path: Path, out: Path, model, options: dict, flags: dict) -> N
                          preview=flags["preview"])
     for p in paths.values():  # refuse before any work so that nothing is written
         check_writable(p, flags["overwrite"])
-    check_segmentable(*load_nifti(path), path)  # a bad input fails before the model is loaded
-    predictor = _load_predictor(model, options)
+    img, data = load_nifti(path)
+    check_segmentable(img, data, path)  # a bad input fails before the model is loaded
+    if options.get("reference") is not None:
+        from mome.inference.interactive import load_reference
+
+        load_reference(options["reference"], img)  # missing, unreadable, empty or off-grid: before the model
+    predictor = _load_predictor(model, {k: v for k, v in options.items() if k != "reference"})
+    if options.get("reference") is not None:
+        flags = {**flags, "reference": options["reference"]}
     result, paths = predict_to_files(path, out, predictor, **flags)
     _summary(result.stats)
     for kind, p in paths.items():
@@ -163,6 +184,11 @@ def _predict_folder(folder: Path, out: Path, model, options: dict, flags: dict) 
 
 def _summary(stats: dict) -> None:
     line = f"lesion volume {stats['lesion_volume_ml']:.2f} ml in {stats['lesion_count']} lesion(s)"
+    settings = stats.get("settings") or {}
+    if settings.get("interactive"):
+        line += (f"; {settings['clicks']} simulated clicks from the reference, Dice to it after the last click "
+                 f"{settings['last_click_dice']:.3f} (best click {settings['best_click']}: "
+                 f"{settings['best_click_dice']:.3f})")
     if stats.get("implicit_modality"):
         share = stats["expert_weight_share"][stats["implicit_modality"]]
         line += f"; gate favours the {stats['implicit_modality']} expert ({share:.0%} of the weight)"

@@ -1,4 +1,4 @@
-"""``mome weights``: download the authors' official MoME checkpoints and convert them to a model folder."""
+"""``mome weights``: download the authors' official MoME checkpoints and convert them (and SAM-Med3D's) to model folders."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-weights_app = typer.Typer(help="Official pretrained weights: download (Hugging Face) and import (nnU-Net checkpoints).",
+weights_app = typer.Typer(help="Official pretrained weights: download (Hugging Face) and import (nnU-Net, SAM-Med3D checkpoints).",
                           no_args_is_help=True)
 
 _WHICH_HELP = ("mome: MoME_CHECKPOINT/ (gate + 5 fine-tuned experts -> one MoME model folder); experts: "
@@ -82,3 +82,21 @@ def import_nnunet_cmd(
                                   dataset_json=dataset_json, overwrite=overwrite)
     typer.echo(f"wrote {folder}")
     typer.echo(f"use it with: mome predict -i IMAGE -o MASK --model {folder}   (needs: pip install 'mome[nnunet]')")
+
+
+@weights_app.command("import-sam-med3d")
+def import_sam_med3d_cmd(
+    checkpoint: Path = typer.Argument(..., help="a SAM-Med3D checkpoint, e.g. sam_med3d_turbo.pth (github "
+                                                "uni-medical/SAM-Med3D; read with weights_only=True)"),
+    out: Path = typer.Option(..., "--out", "-o", help="model folder to write"),
+    decoder_heads: int = typer.Option(8, "--decoder-heads",
+                                      help="attention heads of the mask decoder (not stored in the file; "
+                                           "SAM-Med3D: 8)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),
+) -> None:
+    """Convert a SAM-Med3D checkpoint to a mome model folder (interactive: predict with --reference)."""
+    from mome.weights.sam_med3d import import_sam_med3d
+
+    folder = import_sam_med3d(checkpoint, out, overwrite=overwrite, decoder_heads=decoder_heads)
+    typer.echo(f"wrote {folder}")
+    typer.echo(f"use it with: mome predict -i IMAGE -o MASK --model {folder} --reference LESION_MASK --clicks 10")

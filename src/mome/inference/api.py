@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mome.errors import InputError
+from mome.errors import ConfigError, InputError
 from mome.inference.outputs import gate_stats, image_like, lesion_stats, save_image, save_preview, write_stats_json
 from mome.inference.predictor import Prediction, Predictor
 from mome.utils.atomic import check_writable, remove_empty_folders
@@ -50,19 +50,28 @@ def make_predictor(model=None, **options) -> tuple[Predictor, dict]:
     trained and validated; ``fast=True`` makes it one whole-volume window without mirroring. mome's
     own models get a :class:`Predictor` (``fast`` = whole volume, no TTA: already its default).
     """
+    from mome.inference.interactive import DEFAULT_CLICKS, InteractivePredictor, is_interactive
     from mome.inference.nnunet_backend import NnunetPredictor, is_nnunet_record
 
-    if isinstance(model, (Predictor, NnunetPredictor)):
+    if isinstance(model, (Predictor, NnunetPredictor, InteractivePredictor)):
         return model, model.record
     import torch
 
     fast = bool(options.pop("fast", False))
+    clicks, seed = options.pop("clicks", None), options.pop("seed", 0)
     if isinstance(model, torch.nn.Module):
         net, record = model, {}
     else:
         from mome.weights.registry import resolve_model
 
         net, record = resolve_model(None if model is None else str(model))
+    if is_interactive(record):
+        if options.get("tta"):
+            raise ConfigError("--tta is not implemented for interactive models (SAM-Med3D)")
+        return InteractivePredictor(net, record, n_clicks=DEFAULT_CLICKS if clicks is None else clicks, seed=seed,
+                                    device=options.get("device", "auto")), record
+    if clicks is not None:
+        raise ConfigError("--clicks is for interactive models (SAM-Med3D); this model segments automatically")
     if is_nnunet_record(record):
         return _nnunet_predictor(net, record, fast, options), record
     if record.get("nnunet"):  # imported before the plans were stored: nnU-Net's inference cannot be rebuilt
@@ -122,12 +131,34 @@ def predict(image_or_path, model=None, *, preprocess: bool = False, registration
         InputError: missing, unreadable, non-3D, non-finite or all-zero input.
         ConfigError / CheckpointError: unknown model, no default model, missing weights, bad options.
     """
+    from mome.inference.interactive import InteractivePredictor, load_reference
+
+    reference = options.pop("reference", None)
+    if options.get("clicks") is not None and reference is None:
+        raise InputError("clicks were requested without a reference mask: simulated clicks are drawn from the "
+                         "reference lesion (pass --reference MASK)")
     img, data, path = load_input(image_or_path)
+    ref = None if reference is None else load_reference(reference, img)
     options.setdefault("patch_size", "whole")  # mome's models; imported nnU-Net models: see make_predictor
     options.setdefault("precision", "auto")
     predictor, record = make_predictor(model, **options)
+    interactive = isinstance(predictor, InteractivePredictor)
+    if interactive and ref is None:
+        raise InputError("this model (SAM-Med3D) is interactive: its clicks are simulated from a reference mask of "
+                         "the lesion; pass --reference MASK")
+    if ref is not None and not interactive:
+        raise ConfigError("--reference is for interactive models (SAM-Med3D); this model segments automatically")
+    if interactive and preprocess:
+        from mome.errors import NotImplementedFeatureError
+
+        raise NotImplementedFeatureError("--preprocess is not implemented for interactive models; give the image "
+                                         "and its reference mask on the model's grid")
     prep_record = None
-    if preprocess:
+    if interactive:
+        pred = predictor.predict_image(img, ref)
+        mask, lesion_prob, gate_region = pred.mask, pred.lesion_probability, data != 0
+        brain = gate_region
+    elif preprocess:
         pred, mask, lesion_prob, gate_region, brain, prep_record = _predict_preprocessed(
             predictor, img, path, registration)
     else:

@@ -45,6 +45,9 @@ class TrainingModule(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.config
+        custom = self.objective.configure_optimizer(self.network, cfg)
+        if custom is not None:
+            return custom
         optimizer = torch.optim.SGD(self.network.parameters(), lr=cfg.initial_lr, momentum=cfg.momentum,
                                     nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=cfg.epochs, power=cfg.lr_exponent)

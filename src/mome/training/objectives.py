@@ -53,6 +53,11 @@ class Objective(abc.ABC):
     def step(self, network: nn.Module, batch: dict, epoch: int, epochs: int) -> StepResult:
         """The loss of one batch (see :class:`StepResult`); ``epoch`` is 0-based, of ``epochs``."""
 
+    def configure_optimizer(self, network: nn.Module, config: TrainConfig) -> dict | None:
+        """Lightning's optimizer (+ scheduler) dict for a system with its own recipe; None = nnU-Net's SGD
+        with the poly schedule (:class:`~mome.training.module.TrainingModule`)."""
+        return None
+
     def columns(self) -> list[str]:
         """Log columns produced by :meth:`summarise` (fixed for a run, so the CSV header is known upfront)."""
         return ["pseudo_dice"]

@@ -44,7 +44,8 @@ def resolve(spec: SystemSpec, collection: Collection, preset: str | None, overri
                               "folder of `mome train experts`)")
         experts_record = read_experts_run(Path(options.experts))
     base_preset = preset or (experts_record["preset"] if experts_record else "paper")
-    config = get_train_config(base_preset, spec.schedule).replace(**spec.train_defaults).replace(**overrides)
+    config = (get_train_config(base_preset, spec.schedule).replace(**spec.train_defaults)
+              .replace(**spec.preset_defaults.get(base_preset, {})).replace(**overrides))
     if experts_record:
         model_config = config_from_dict(experts_record["model_config"])
         config = config.replace(model=experts_record["train_config"]["model"])

@@ -144,6 +144,8 @@ class SystemSpec:
         needs_experts: requires ``--experts`` (a stage-1 run).
         train_defaults: TrainConfig fields this system sets (before the user's overrides).
         model_defaults: MoMEConfig fields this system sets (before the user's overrides).
+        preset_defaults: training preset name -> TrainConfig fields this system sets for that preset
+            (after ``train_defaults``, before the user's overrides; e.g. SAM-Med3D's crop size).
     """
 
     name: str
@@ -153,6 +155,7 @@ class SystemSpec:
     needs_experts: bool = False
     train_defaults: dict = field(default_factory=dict)
     model_defaults: dict = field(default_factory=dict)
+    preset_defaults: dict[str, dict] = field(default_factory=dict)
 
 
 SYSTEMS: dict[str, SystemSpec] = {}
@@ -295,5 +298,6 @@ register_system(SystemSpec("single", "baseline: one U-Net trained on every train
 register_system(SystemSpec("task-specific", "baseline: one U-Net per dataset x modality (unseen datasets too)",
                            "scratch", plan_task_specific))
 
-# the Multi-Talent and Hermes baselines register themselves (multitalent, hermes)
+# the Multi-Talent, Hermes and SAM-Med3D baselines register themselves (multitalent, hermes, sam-med3d)
 import mome.training.baselines  # noqa: E402,F401
+import mome.training.interactive  # noqa: E402,F401

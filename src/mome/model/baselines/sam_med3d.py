@@ -106,9 +106,12 @@ SAM_PRESETS = {
     "cpu": SAMMed3DConfig(img_size=64, patch_size=8, embed_dim=192, depth=4, num_heads=6, window_size=4,
                           global_attn_indexes=[1, 3], prompt_dim=96, mask_in_chans=8, decoder_heads=4,
                           decoder_mlp_dim=384, iou_hidden_dim=64),
+    # tests: a 24-wide ViT, but a 96-wide prompt path: clicks are encoded by prompt_dim / 3 random Fourier
+    # features, and with 8 (prompt_dim 24) a trained tiny model could not place a click within a lesion
+    # (Dice fell from click 2 on; with 32 it rose over 10 clicks: tests/training/test_interactive.py)
     "tiny": SAMMed3DConfig(img_size=16, patch_size=4, embed_dim=24, depth=2, num_heads=2, window_size=2,
-                           global_attn_indexes=[1], prompt_dim=24, mask_in_chans=4, decoder_depth=1,
-                           decoder_heads=2, decoder_mlp_dim=32, iou_hidden_dim=16),
+                           global_attn_indexes=[1], prompt_dim=96, mask_in_chans=4, decoder_depth=1,
+                           decoder_heads=2, decoder_mlp_dim=64, iou_hidden_dim=16),
 }
 
 
