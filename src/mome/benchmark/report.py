@@ -10,8 +10,8 @@ from mome.data.constants import MODALITIES
 LABELS = {"mome": "MoME", "single": "nnU-Net (single)", "task-specific": "Task-specific nnU-Nets",
           "multitalent": "Multi-Talent", "hermes": "Hermes", "no-curriculum": "MoME w/o curriculum",
           "basic-gate": "MoME basic gate", "random-experts": "MoME random experts",
-          "sam-med3d": "SAM-Med3D (10 clicks)"}
-INTERACTIVE = ("sam-med3d",)
+          "sam-med3d": "SAM-Med3D (10 clicks)", "sam-med3d-released": "SAM-Med3D, released training (10 clicks)"}
+INTERACTIVE = ("sam-med3d", "sam-med3d-released")
 
 
 def write_report(out: Path, bp: BenchmarkPreset, seed: int, chosen, results, skipped, collection, runs,

@@ -150,13 +150,13 @@ class InteractivePredictor:
         truth = torch.from_numpy(take_crop(reference, start, size))
         per_click, session = interactive_segmentation(self.model, crop, truth, self.n_clicks, CLICK_RULE, self.seed)
         full_ref = torch.from_numpy(reference)
-        dices = [dice(torch.from_numpy(put_crop(p.numpy() > 0.5, start, reference.shape)), full_ref)
+        dices = [round(dice(torch.from_numpy(put_crop(p.numpy() > 0.5, start, reference.shape)), full_ref), 6)
                  for p in per_click]
         info = {"interactive": True, "clicks": self.n_clicks, "click_rule": CLICK_RULE, "seed": self.seed,
                 "crop_start": [int(s) for s in start], "crop_size": size,
                 "click_points": [[int(v) for v in p] for p in session.points[0]],
                 "click_labels": [int(v) for v in session.labels[0]],
-                "click_dice": [round(d, 6) for d in dices], "last_click_dice": dices[-1],
+                "click_dice": dices, "last_click_dice": dices[-1],
                 "best_click_dice": max(dices), "best_click": int(np.argmax(dices)) + 1,
                 "model_spacing_mm": None if self.spacing_mm is None else list(self.spacing_mm)}
         return put_crop(per_click[-1].numpy(), start, reference.shape), info

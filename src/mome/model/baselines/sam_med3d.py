@@ -77,8 +77,10 @@ class SAMMed3DConfig:
         if self.prompt_dim % 3 or self.prompt_dim % 8 or (self.prompt_dim // 2) % self.decoder_heads:
             raise ConfigError(f"SAMMed3DConfig: prompt_dim {self.prompt_dim} must be a multiple of 3 and 8, and "
                               f"half of it divisible by decoder_heads {self.decoder_heads}")
-        if self.mask_in_chans % 4:
-            raise ConfigError(f"SAMMed3DConfig: mask_in_chans {self.mask_in_chans} must be a multiple of 4")
+        if self.mask_in_chans % 4 or self.mask_in_chans < 8:
+            # its first LayerNorm has mask_in_chans / 4 channels: over one channel it outputs its bias only,
+            # and the mask prompt would carry nothing
+            raise ConfigError(f"SAMMed3DConfig: mask_in_chans {self.mask_in_chans} must be a multiple of 4, at least 8")
         self.global_attn_indexes = [int(i) for i in self.global_attn_indexes]
         if any(not 0 <= i < self.depth for i in self.global_attn_indexes):
             raise ConfigError(f"SAMMed3DConfig: global_attn_indexes {self.global_attn_indexes} outside 0..{self.depth - 1}")
@@ -110,7 +112,7 @@ SAM_PRESETS = {
     # features, and with 8 (prompt_dim 24) a trained tiny model could not place a click within a lesion
     # (Dice fell from click 2 on; with 32 it rose over 10 clicks: tests/training/test_interactive.py)
     "tiny": SAMMed3DConfig(img_size=16, patch_size=4, embed_dim=24, depth=2, num_heads=2, window_size=2,
-                           global_attn_indexes=[1], prompt_dim=96, mask_in_chans=4, decoder_depth=1,
+                           global_attn_indexes=[1], prompt_dim=96, mask_in_chans=8, decoder_depth=1,
                            decoder_heads=2, decoder_mlp_dim=64, iou_hidden_dim=16),
 }
 
