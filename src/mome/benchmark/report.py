@@ -68,7 +68,9 @@ def _interactive_lines(interactive: dict) -> list[str]:
         if not summary:
             continue
         curve = summary["mean_dice_per_click"]
-        lines += ["", f"- {LABELS.get(name, name)} is interactive, not automatic: each test image gets "
+        lines += ["", f"- {LABELS.get(name, name)}: the SAM-Med3D architecture trained from scratch on this "
+                      "benchmark's training images (no SAM-Med3D weights; the paper fine-tuned the pretrained "
+                      "model). It is interactive, not automatic: each test image gets "
                       f"{summary['clicks']} clicks simulated from its reference mask ({summary['rule']} rule: each "
                       "click at the centre of the largest error region). Its cells are the Dice after the last "
                       "click (what a user has after the clicks; the best click is an oracle choice that needs the "
