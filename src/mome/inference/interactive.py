@@ -33,7 +33,9 @@ CLICK_RULE = "ritm"
 
 def is_interactive(record: dict | None) -> bool:
     """Whether a model folder's record is a promptable (click-driven) model."""
-    return bool(record) and (record.get("config", {}).get("kind") == "SAMMed3DConfig" or bool(record.get("interactive")))
+    if not record:
+        return False
+    return record.get("config", {}).get("kind") == "SAMMed3DConfig" or bool(record.get("interactive"))
 
 
 def load_reference(reference, image) -> np.ndarray:

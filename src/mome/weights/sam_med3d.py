@@ -23,10 +23,9 @@ from mome.errors import CheckpointError
 
 # SAM-Med3D's training spacing (its data preparation resamples every image to 1.5 mm)
 SAM_MED3D_SPACING_MM = [1.5, 1.5, 1.5]
-_RENAMES = [(re.compile(r"^(image_encoder\.blocks\.\d+\.mlp\.|mask_decoder\.transformer\.layers\.\d+\.mlp\.)lin([12])\."),
-             r"\1linear\2.")]
-_BACK = [(re.compile(r"^(image_encoder\.blocks\.\d+\.mlp\.|mask_decoder\.transformer\.layers\.\d+\.mlp\.)linear([12])\."),
-          r"\1lin\2.")]
+_MLP = r"^(image_encoder\.blocks\.\d+\.mlp\.|mask_decoder\.transformer\.layers\.\d+\.mlp\.)"
+_RENAMES = [(re.compile(_MLP + r"lin([12])\."), r"\1linear\2.")]
+_BACK = [(re.compile(_MLP + r"linear([12])\."), r"\1lin\2.")]
 
 
 def _rename(state: dict, rules) -> dict:
@@ -122,10 +121,10 @@ def load_official(state: dict[str, torch.Tensor], decoder_heads: int = 8):
     unexpected = sorted(set(ours) - set(expected))
     if missing or unexpected:
         parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(to_official_state_dict(dict.fromkeys(missing[:3])))})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(to_official_state_dict(dict.fromkeys(unexpected[:3])))})")
+        for what, keys in (("missing", missing), ("unexpected", unexpected)):
+            if keys:
+                names = ", ".join(to_official_state_dict(dict.fromkeys(keys[:3])))
+                parts.append(f"{len(keys)} {what} (e.g. {names})")
         raise CheckpointError(f"not a SAM-Med3D checkpoint layout: {'; '.join(parts)} tensors")
     wrong = [k for k in expected if tuple(expected[k].shape) != tuple(ours[k].shape)]
     if wrong:

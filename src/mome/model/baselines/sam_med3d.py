@@ -83,7 +83,8 @@ class SAMMed3DConfig:
             raise ConfigError(f"SAMMed3DConfig: mask_in_chans {self.mask_in_chans} must be a multiple of 4, at least 8")
         self.global_attn_indexes = [int(i) for i in self.global_attn_indexes]
         if any(not 0 <= i < self.depth for i in self.global_attn_indexes):
-            raise ConfigError(f"SAMMed3DConfig: global_attn_indexes {self.global_attn_indexes} outside 0..{self.depth - 1}")
+            raise ConfigError(f"SAMMed3DConfig: global_attn_indexes {self.global_attn_indexes} outside "
+                              f"0..{self.depth - 1}")
         if not 0 < float(self.mlp_ratio) <= 16:
             raise ConfigError(f"SAMMed3DConfig.mlp_ratio must be in (0, 16], got {self.mlp_ratio!r}")
 
