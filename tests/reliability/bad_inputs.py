@@ -428,4 +428,27 @@ def _cut(path: Path) -> Path:
     return path
 
 
-CASES: list[BadInput] = IMAGES + OUTPUTS + COLLECTIONS + INTERACTIVE
+def _two_scans(d: Path, second: str, affine=None) -> list:
+    a = nii(d / "sub-01_T1w.nii.gz", brain())
+    b = a if second == "same" else nii(d / second, brain(seed=1), affine=affine)
+    return [a, b]
+
+
+def _subject(d: Path, model: Path, second: str, affine=None, *extra) -> list:
+    a, b = _two_scans(d, second, affine)
+    return ["predict", "-i", a, "-i", b, "-o", d / "o.nii.gz", "--model", model, "--device", "cpu", *extra]
+
+
+SUBJECTS = [
+    BadInput("sequences on different grids", "two -i of different voxel sizes, no --preprocess", "not on the grid",
+             lambda d, m: _subject(d, m, "sub-01_FLAIR.nii.gz", np.diag([2.0, 1.0, 1.0, 1.0]))),
+    BadInput("sequences of different subjects", "sub-01_T1w and sub-02_FLAIR in one call", "different subjects",
+             lambda d, m: _subject(d, m, "sub-02_FLAIR.nii.gz")),
+    BadInput("one sequence given twice", "-i a.nii.gz -i a.nii.gz", "twice", lambda d, m: _subject(d, m, "same")),
+    BadInput("--fusion with one image", "--fusion mean and a single -i", "two or more -i",
+             lambda d, m: _predict(nii(d / "s.nii.gz", brain()), d / "o.nii.gz", m, "--fusion", "mean")),
+    BadInput("unknown fusion rule", "--fusion median", "--fusion",
+             lambda d, m: _subject(d, m, "sub-01_FLAIR.nii.gz", None, "--fusion", "median")),
+]
+
+CASES: list[BadInput] = IMAGES + OUTPUTS + COLLECTIONS + INTERACTIVE + SUBJECTS

@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
 
 
 def predict(
-    input: Path = typer.Option(..., "-i", "--input", help="a .nii/.nii.gz image, or a folder of them (batch)"),
+    inputs: list[Path] = typer.Option(..., "-i", "--input",
+                                      help="a .nii/.nii.gz image, or a folder of them (batch); repeat -i for one "
+                                           "subject's sequences (T1, T2, FLAIR...): one fused mask"),
     output: Path = typer.Option(..., "-o", "--output",
                                 help="mask file (.nii/.nii.gz) for one image; a folder in batch mode"),
     model: str = typer.Option(None, "-m", "--model",
@@ -62,6 +64,9 @@ def predict(
                                         "segmentation: the mask is the answer)"),
     clicks: int = typer.Option(None, "--clicks", help="with --reference: number of simulated clicks (default 10)"),
     seed: int = typer.Option(0, "--seed", help="with --reference: seed of the click choice (deterministic)"),
+    fusion: str = typer.Option(None, "--fusion",
+                               help="with several -i: weighted (default: by the model's measured reliability per "
+                                    "modality), mean or max (README, Multi-sequence fusion)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing outputs"),
 ) -> None:
     from mome.errors import InputError
@@ -69,8 +74,19 @@ def predict(
     from mome.data.registration import REGISTRATION_MODES
     from mome.errors import ConfigError
 
-    if not input.exists() and not input.is_symlink():  # a link is judged (loop, broken) by load_nifti
-        raise InputError(f"input {input} does not exist")
+    for one in inputs:
+        if not one.exists() and not one.is_symlink():  # a link is judged (loop, broken) by load_nifti
+            raise InputError(f"input {one} does not exist")
+    input = inputs[0]
+    if len(inputs) > 1 and (any(p.is_dir() for p in inputs) or reference is not None):
+        raise InputError("several -i are one subject's sequences (files), fused into one mask; a folder (batch) or "
+                         "--reference takes one -i")
+    if fusion is not None and len(inputs) < 2:
+        raise ConfigError("--fusion needs two or more -i (one subject's sequences)")
+    from mome.inference.fusion import FUSION_RULES
+
+    if fusion is not None and fusion not in FUSION_RULES:
+        raise ConfigError(f"--fusion {fusion!r}; use one of {', '.join(FUSION_RULES)}")
     if registration not in REGISTRATION_MODES:
         raise ConfigError(f"--registration {registration!r}; use one of {', '.join(REGISTRATION_MODES)}")
     options = dict(device=device, tta=tta, precision=precision, overlap=overlap, grouped_experts=grouped_experts,
@@ -86,7 +102,9 @@ def predict(
             raise InputError("--reference takes one image (-i IMAGE): interactive models segment one image at a "
                              "time from its own reference mask")
         options.update(reference=reference, clicks=clicks, seed=seed)
-    if input.is_dir():
+    if len(inputs) > 1:
+        _predict_subject(inputs, output, model, options, {**flags, "fusion": fusion})
+    elif input.is_dir():
         failed = _predict_folder(input, output, model, options, flags)
         if failed:
             raise typer.Exit(1)
@@ -130,6 +148,36 @@ def _predict_file(path: Path, out: Path, model, options: dict, flags: dict) -> N
     result, paths = predict_to_files(path, out, predictor, **flags)
     _summary(result.stats)
     for kind, p in paths.items():
+        typer.echo(f"{kind}: {p}")
+
+
+def _predict_subject(paths: list[Path], out: Path, model, options: dict, flags: dict) -> None:
+    from mome.inference.api import output_paths, predict_to_files
+    from mome.inference.subject import check_same_grid, check_subject
+    from mome.utils.atomic import check_writable
+    from mome.utils.nifti import check_segmentable, load_nifti
+
+    check_subject(paths)
+    if out.is_dir():
+        out = out / paths[0].name
+    for p in output_paths(out, probabilities=flags["probabilities"], stats=flags["stats"],
+                          preview=flags["preview"]).values():
+        check_writable(p, flags["overwrite"])
+    images = []
+    for path in paths:  # every sequence (and their grid) is checked before the model is loaded
+        img, data = load_nifti(path)
+        check_segmentable(img, data, path)
+        images.append(img)
+    if not flags["preprocess"]:
+        check_same_grid(images, paths)
+    predictor = _load_predictor(model, options)
+    result, written = predict_to_files(paths, out, predictor, **flags)
+    fusion = result.stats["fusion"]
+    typer.echo(f"fused {len(paths)} sequences ({fusion['rule']}" + (", weights " + ", ".join(
+        f"{s['modality_used']} {w:.2f}" for s, w in zip(result.stats["sequences"], fusion["weights"]))
+        if fusion["weights"] else "") + ")")
+    _summary(result.stats)
+    for kind, p in written.items():
         typer.echo(f"{kind}: {p}")
 
 
@@ -193,3 +241,5 @@ def _summary(stats: dict) -> None:
         share = stats["expert_weight_share"][stats["implicit_modality"]]
         line += f"; gate favours the {stats['implicit_modality']} expert ({share:.0%} of the weight)"
     typer.echo(line)
+    for warning in (stats.get("qc") or {}).get("warnings", []):
+        typer.echo(f"mome: warning: {warning}", err=True)

@@ -15,7 +15,9 @@ import numpy as np
 
 from mome.errors import ConfigError, InputError
 from mome.inference.outputs import gate_stats, image_like, lesion_stats, save_image, save_preview, write_stats_json
+from mome.inference.fusion import declared_modality
 from mome.inference.predictor import Prediction, Predictor
+from mome.inference.qc import qc_flags
 from mome.utils.atomic import check_writable, remove_empty_folders
 from mome.utils.nifti import check_segmentable, is_nifti_path, load_nifti, strip_nifti_suffix
 
@@ -176,6 +178,8 @@ def predict(image_or_path, model=None, *, preprocess: bool = False, registration
     if prep_record is not None:
         stats["registration"] = prep_record["registration"]
     stats["settings"] = pred.info
+    stats["qc"] = qc_flags(stats, mask, brain, declared_modality(path) if path else None,
+                           prep_record["registration"] if prep_record else None)
     return PredictionResult(
         mask=image_like(mask, img, np.uint8, "mome lesion mask"),
         probabilities=image_like(lesion_prob, img, np.float32, "mome lesion probability"),
@@ -205,8 +209,9 @@ def output_paths(out: str | os.PathLike, *, probabilities: bool = False, stats: 
 def predict_to_files(image_path: str | os.PathLike, out: str | os.PathLike, model=None, *,
                      probabilities: bool = False, stats: bool = False, preview: bool = False,
                      overwrite: bool = False, preprocess: bool = False, registration: str = "auto",
-                     **options) -> tuple[PredictionResult, dict[str, Path]]:
-    """Predict one file and write the mask (and the asked-for siblings) atomically.
+                     fusion: str | None = None, **options) -> tuple[PredictionResult, dict[str, Path]]:
+    """Predict one file (or fuse a list of one subject's sequences, :mod:`mome.inference.subject`) and write
+    the mask (and the asked-for siblings) atomically.
 
     Every output path is checked before any work, so a refused output leaves nothing written.
 
@@ -214,12 +219,20 @@ def predict_to_files(image_path: str | os.PathLike, out: str | os.PathLike, mode
         ``(result, {"mask": path, "probabilities": ..., "stats": ..., "preview": ...})``.
     """
     paths = output_paths(out, probabilities=probabilities, stats=stats, preview=preview)
-    image_path = Path(image_path)
+    inputs = [Path(p) for p in image_path] if isinstance(image_path, (list, tuple)) else [Path(image_path)]
     for p in paths.values():
         check_writable(p, overwrite)
-        if p.exists() and image_path.exists() and p.resolve() == image_path.resolve():
-            raise InputError(f"output {p} is the input image; choose another output path")
-    result = predict(image_path, model, preprocess=preprocess, registration=registration, **options)
+        for source in inputs:
+            if p.exists() and source.exists() and p.resolve() == source.resolve():
+                raise InputError(f"output {p} is an input image; choose another output path")
+    if len(inputs) > 1:  # one subject's sequences, fused
+        from mome.inference.subject import predict_subject
+
+        result = predict_subject(inputs, model, rule=fusion, preprocess=preprocess, registration=registration,
+                                 **options)
+    else:
+        result = predict(inputs[0], model, preprocess=preprocess, registration=registration, **options)
+    image_path = inputs[0]
     new = [p for p in paths.values() if not p.exists()]
     folder = paths["mask"].parent
     created = [a for a in [folder, *folder.parents] if not a.exists()]

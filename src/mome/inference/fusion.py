@@ -1,0 +1,77 @@
+"""Late fusion of one subject's sequences: per-sequence lesion probabilities -> one probability map.
+
+Every sequence is segmented on its own by the same model (MoME needs no modality), then the lesion
+probabilities are combined voxel by voxel. Rules:
+
+* ``mean``: the plain average.
+* ``weighted``: an average weighted per sequence by the reliability of its modality (e.g. the model's
+  Dice per modality measured on training images: a T1, where lesions are faint, counts less than a
+  FLAIR). The modality is the declared one (file name or BIDS suffix), else the gate's implicit one.
+* ``max``: the voxel-wise maximum (a lesion seen on any sequence).
+
+Which rule is the default is decided by measurement (``benchmarks/fusion.py``, README).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mome.errors import ConfigError
+
+FUSION_RULES = ("mean", "weighted", "max")
+
+# file-name tokens of each modality: BIDS suffixes (T1w + a ce- entity = T1ce) and mome's own names
+_TOKENS = [("T1ce", re.compile(r"(^|[_\-.])(t1ce|t1c|t1gd|ce-[a-z0-9]+.*_t1w)([_\-.]|$)")),
+           ("FLAIR", re.compile(r"(^|[_\-.])flair([_\-.]|$)")),
+           ("DWI", re.compile(r"(^|[_\-.])(dwi|adc|trace)([_\-.]|$)")),
+           ("T2", re.compile(r"(^|[_\-.])t2w?([_\-.]|$)")),
+           ("T1", re.compile(r"(^|[_\-.])t1w?([_\-.]|$)"))]
+
+
+def declared_modality(path: str | Path) -> str | None:
+    """The modality a file name declares (``sub-01_ce-gad_T1w`` -> T1ce, ``x_FLAIR.nii.gz`` -> FLAIR), or None."""
+    name = Path(path).name.lower()
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    for modality, pattern in _TOKENS:
+        if pattern.search(name):
+            return modality
+    return None
+
+
+def fuse(probabilities: Sequence[np.ndarray], rule: str = "mean", weights: Sequence[float] | None = None) -> np.ndarray:
+    """Fuse (X, Y, Z) lesion probabilities of one subject's sequences (same grid) into one map.
+
+    Args:
+        probabilities: one map per sequence.
+        rule: one of :data:`FUSION_RULES`.
+        weights: one non-negative weight per sequence for ``weighted`` (not all zero).
+    """
+    if rule not in FUSION_RULES:
+        raise ConfigError(f"unknown fusion rule {rule!r}; use one of {', '.join(FUSION_RULES)}")
+    if not probabilities:
+        raise ConfigError("nothing to fuse: no sequence")
+    stack = np.stack([np.asarray(p, dtype=np.float32) for p in probabilities])
+    if rule == "max":
+        return stack.max(axis=0)
+    if rule == "mean":
+        return stack.mean(axis=0)
+    if weights is None or len(weights) != len(probabilities):
+        raise ConfigError(f"the weighted fusion needs one weight per sequence ({len(probabilities)})")
+    w = np.asarray(weights, dtype=np.float64)
+    if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise ConfigError(f"fusion weights must be non-negative and not all zero, got {list(weights)}")
+    return np.tensordot(w / w.sum(), stack, axes=1).astype(np.float32)
+
+
+def modality_weights(modalities: Sequence[str | None], table: dict[str, float]) -> list[float]:
+    """Per-sequence weights from a per-modality reliability table (unknown modality: the table's mean)."""
+    if not table:
+        raise ConfigError("no per-modality reliability table for the weighted fusion")
+    default = float(np.mean(list(table.values())))
+    return [float(table.get(m, default)) if m else default for m in modalities]

@@ -1,0 +1,102 @@
+"""Multi-sequence fusion (one subject, several -i) and the QC flags of the stats JSON (the refused subjects are
+named bad inputs: tests/reliability/bad_inputs.py)."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import mome
+from mome.cli.main import app
+from mome.errors import ConfigError
+from mome.inference.fusion import declared_modality, fuse, modality_weights
+from mome.inference.qc import qc_flags
+
+
+@pytest.mark.parametrize("name, modality", [
+    ("sub-01_ses-1_FLAIR.nii.gz", "FLAIR"), ("sub-01_ce-gad_T1w.nii.gz", "T1ce"), ("sub-01_T1w.nii.gz", "T1"),
+    ("sub-01_T2w.nii", "T2"), ("sub-01_dwi.nii.gz", "DWI"), ("brats_test_0000_T1ce.nii.gz", "T1ce"),
+    ("case_t1.nii.gz", "T1"), ("scan.nii.gz", None), ("t2flair.nii.gz", None), ("sub-01_acq-t1_FLAIR.nii.gz", "FLAIR"),
+])
+def test_declared_modality(name, modality):
+    assert declared_modality(name) == modality
+
+
+def test_fusion_rules():
+    a = np.array([0.2, 0.9, 0.6], np.float32)
+    b = np.array([0.6, 0.1, 0.6], np.float32)
+    np.testing.assert_allclose(fuse([a, b], "mean"), [0.4, 0.5, 0.6], atol=1e-7)
+    np.testing.assert_allclose(fuse([a, b], "max"), [0.6, 0.9, 0.6], atol=1e-7)
+    np.testing.assert_allclose(fuse([a, b], "weighted", [3.0, 1.0]), [0.3, 0.7, 0.6], atol=1e-6)
+    with pytest.raises(ConfigError):
+        fuse([a, b], "weighted", [0.0, 0.0])
+    with pytest.raises(ConfigError):
+        fuse([a, b], "median")
+    assert modality_weights(["FLAIR", None, "DWI"], {"FLAIR": 0.6, "T1": 0.2}) == [0.6, 0.4, 0.4]
+
+
+def test_qc_flags_each_warning():
+    mask = np.zeros((10, 10, 10), np.uint8)
+    brain = np.zeros_like(mask, dtype=bool)
+    brain[1:9, 1:9, 1:9] = True
+    assert qc_flags({"lesion_volume_ml": 0.1}, mask, brain)["warnings"] == []
+    mask[0, :, :] = 1  # every lesion voxel outside the brain
+    warnings = qc_flags({"lesion_volume_ml": 500.0, "implicit_modality": "T1",
+                         "expert_weight_share": {"T1": 0.7}}, mask, brain, "FLAIR",
+                        {"ncc_after": 0.1, "skipped": False})["warnings"]
+    assert [w.split(":")[0] for w in warnings] == ["modality", "registration", "volume", "outside the brain"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("fusion_model") / "tiny"
+    mome.save_model(mome.create_model("tiny"), folder,
+                    metadata={"patch_size": [16, 16, 16], "spacing_mm": [1.0, 1.0, 1.0], "modalities": ["T1"],
+                              "fusion_weights": {"T1": 0.1, "FLAIR": 0.9},
+                              "fusion_weights_source": "test"})
+    return folder
+
+
+def _scan(path, seed, shape=(20, 23, 17), affine=None):
+    rng = np.random.default_rng(seed)
+    data = np.zeros(shape, np.float32)
+    data[2:-2, 2:-2, 2:-2] = 100 + 5 * rng.standard_normal(tuple(s - 4 for s in shape))
+    data[6:12, 8:15, 5:10] += 80
+    nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+def _run(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_cli_fuses_one_subject(tmp_path, tiny_model):
+    t1 = _scan(tmp_path / "sub-01_T1w.nii.gz", 0)
+    flair = _scan(tmp_path / "sub-01_FLAIR.nii.gz", 1)
+    out = tmp_path / "out" / "sub-01_mask.nii.gz"
+    code, output = _run("predict", "-i", t1, "-i", flair, "-o", out, "--model", tiny_model, "--device", "cpu",
+                        "--stats", "--probabilities", "--precision", "fp32")
+    assert code == 0, output
+    assert "fused 2 sequences (weighted, weights T1 0.10, FLAIR 0.90)" in output
+    mask = nib.load(str(out))
+    assert mask.shape == (20, 23, 17) and np.allclose(mask.affine, np.eye(4))
+    stats = json.loads((tmp_path / "out" / "sub-01_mask_stats.json").read_text())
+    assert [s["declared_modality"] for s in stats["sequences"]] == ["T1", "FLAIR"]
+    assert stats["fusion"]["rule"] == "weighted" and stats["fusion"]["weights"] == [0.1, 0.9]
+    # the fused map is the weighted mean of the per-sequence maps of the same model
+    from mome.inference.predictor import Predictor
+    from mome.weights.store import load_model, read_model_record
+
+    predictor = Predictor.from_record(load_model(tiny_model), read_model_record(tiny_model), device="cpu",
+                                      patch_size="whole", precision="fp32")
+    expected = fuse([predictor.predict_image(nib.load(str(p))).lesion_probability for p in (t1, flair)],
+                    "weighted", [0.1, 0.9])
+    prob = np.asarray(nib.load(str(tmp_path / "out" / "sub-01_mask_probabilities.nii.gz")).dataobj)
+    np.testing.assert_allclose(prob, expected, atol=1e-5)
