@@ -8,7 +8,8 @@ segmented on its own (the same model, fp32, one whole-volume window) and the les
 fused by every rule of mome.inference.fusion. The reference of a subject is its sequences' shared label
 (BraTS's T1ce label is the tumour core: the whole-tumour label of its other sequences is used). The
 ``weighted`` rule's per-modality weights are the model's mean Dice per modality on the *training* split
-of the same datasets (up to --weight-cases images per modality), never on the test subjects.
+of the seen datasets (--weight-cases images per modality, taken from its datasets in turn), never on the
+test subjects.
 Prints a Markdown table (mean Dice per sequence, per fusion rule, and the margin of each rule over the
 best single sequence) and writes a JSON record with the config and versions.
 """
@@ -36,6 +37,8 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model name or folder (default: the embedded model)")
     ap.add_argument("--datasets", default="BraTS,MSSEG")
     ap.add_argument("--weight-cases", type=int, default=8, help="training images per modality for the weights")
+    ap.add_argument("--weight-datasets", default=None,
+                    help="datasets whose training images give the weights (default: every seen dataset)")
     ap.add_argument("--out", type=Path, default=None, help="JSON record to write")
     args = ap.parse_args()
     from mome.data.collection import load_collection
@@ -54,10 +57,23 @@ def main() -> None:
 
     # per-modality reliability on the training split (never the test subjects)
     per_mod = defaultdict(list)
-    for case in coll.filter(split="train").cases:
-        if case.dataset in datasets and len(per_mod[case.modality]) < args.weight_cases:
-            ref = np.asarray(nib.load(str(case.label)).dataobj) > 0
-            per_mod[case.modality].append(_dice(probability(case) > 0.5, ref))
+    weight_datasets = (args.weight_datasets.split(",") if args.weight_datasets else
+                       sorted({c.dataset for c in coll.cases if c.seen}))
+    train = sorted(coll.filter(split="train").cases, key=lambda c: (c.modality, c.dataset, c.id))
+    by_mod = defaultdict(list)
+    for case in train:  # the same number from every dataset of a modality, in turn
+        if case.dataset in weight_datasets:
+            by_mod[case.modality].append(case)
+    chosen = []
+    for modality, cases in by_mod.items():
+        groups = defaultdict(list)
+        for c in cases:
+            groups[c.dataset].append(c)
+        order = [g[i] for i in range(max(len(g) for g in groups.values())) for g in groups.values() if i < len(g)]
+        chosen += order[: args.weight_cases]
+    for case in chosen:
+        ref = np.asarray(nib.load(str(case.label)).dataobj) > 0
+        per_mod[case.modality].append(_dice(probability(case) > 0.5, ref))
     table = {m: float(np.mean(v)) for m, v in sorted(per_mod.items())}
 
     subjects = defaultdict(list)

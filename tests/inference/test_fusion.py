@@ -50,6 +50,9 @@ def test_qc_flags_each_warning():
                          "expert_weight_share": {"T1": 0.7}}, mask, brain, "FLAIR",
                         {"ncc_after": 0.1, "skipped": False})["warnings"]
     assert [w.split(":")[0] for w in warnings] == ["modality", "registration", "volume", "outside the brain"]
+    # a gate without a clear favourite (under 40% of the weight) says nothing about the modality
+    unclear = {"lesion_volume_ml": 0.0, "implicit_modality": "T2", "expert_weight_share": {"T2": 0.3}}
+    assert qc_flags(unclear, np.zeros_like(mask), brain, "FLAIR")["warnings"] == []
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,9 @@ def predict(
                                         "segmentation: the mask is the answer)"),
     clicks: int = typer.Option(None, "--clicks", help="with --reference: number of simulated clicks (default 10)"),
     seed: int = typer.Option(0, "--seed", help="with --reference: seed of the click choice (deterministic)"),
+    uncertainty: bool = typer.Option(False, "--uncertainty",
+                                     help="also write a voxel uncertainty map (MoME's expert disagreement; with "
+                                          "--tta also mirror disagreement) and per-lesion / per-scan values"),
     fusion: str = typer.Option(None, "--fusion",
                                help="with several -i: weighted (default: by the model's measured reliability per "
                                     "modality), mean or max (README, Multi-sequence fusion)"),
@@ -93,7 +96,9 @@ def predict(
                    skip_experts=skip_experts, channels_last=channels_last, fast=fast)
     options["patch_size"] = "whole" if whole_volume else None  # None: the training patch, sliding
     flags = dict(probabilities=probabilities, stats=stats, preview=preview, overwrite=overwrite,
-                 preprocess=preprocess, registration=registration)
+                 preprocess=preprocess, registration=registration, uncertainty=uncertainty)
+    if uncertainty:
+        options["uncertainty"] = True
     if clicks is not None and reference is None:
         raise InputError("clicks were requested without a reference mask: simulated clicks are drawn from the "
                          "reference lesion (pass --reference MASK)")
@@ -133,7 +138,7 @@ def _predict_file(path: Path, out: Path, model, options: dict, flags: dict) -> N
     if out.is_dir():  # a folder as OUT for one image: the mask is named like the input inside it
         out = out / path.name
     paths = output_paths(out, probabilities=flags["probabilities"], stats=flags["stats"],
-                         preview=flags["preview"])
+                         preview=flags["preview"], uncertainty=flags["uncertainty"])
     for p in paths.values():  # refuse before any work so that nothing is written
         check_writable(p, flags["overwrite"])
     img, data = load_nifti(path)
@@ -160,6 +165,11 @@ def _predict_subject(paths: list[Path], out: Path, model, options: dict, flags: 
     check_subject(paths)
     if out.is_dir():
         out = out / paths[0].name
+    if flags["uncertainty"]:
+        from mome.errors import NotImplementedFeatureError
+
+        raise NotImplementedFeatureError("--uncertainty with several sequences is not implemented yet; run each "
+                                         "sequence on its own")
     for p in output_paths(out, probabilities=flags["probabilities"], stats=flags["stats"],
                           preview=flags["preview"]).values():
         check_writable(p, flags["overwrite"])
@@ -232,6 +242,8 @@ def _predict_folder(folder: Path, out: Path, model, options: dict, flags: dict) 
 
 def _summary(stats: dict) -> None:
     line = f"lesion volume {stats['lesion_volume_ml']:.2f} ml in {stats['lesion_count']} lesion(s)"
+    if stats.get("uncertainty_scan") is not None:
+        line += f"; mean uncertainty in the lesions {stats['uncertainty_scan']:.3f}"
     settings = stats.get("settings") or {}
     if settings.get("interactive"):
         line += (f"; {settings['clicks']} simulated clicks from the reference, Dice to it after the last click "

@@ -31,12 +31,15 @@ class StagedOutput:
         gates: full-resolution gate weights (B, N, C, X, Y, Z) (after the gate activation).
         shares: (N,) each expert's share of the gate weight over the batch (sums to 1).
         kept: indices of the experts that were run past their first stage.
+        spread: with ``spread=True``: (B, 1, X, Y, Z) gate-weighted standard deviation of the kept experts'
+            lesion probabilities (:func:`mome.inference.uncertainty.expert_spread`), else ``None``.
     """
 
     logits: torch.Tensor
     gates: torch.Tensor
     shares: torch.Tensor
     kept: list[int]
+    spread: torch.Tensor | None = None
 
 
 def check_skip_options(skip_below: float, max_experts: int | None) -> None:
@@ -85,7 +88,7 @@ def select_experts(shares: torch.Tensor, skip_below: float = 0.0, max_experts: i
 
 @torch.inference_mode()
 def staged_mome_forward(model: torch.nn.Module, x: torch.Tensor, *, skip_below: float = 0.0,
-                        max_experts: int | None = None) -> StagedOutput:
+                        max_experts: int | None = None, spread: bool = False) -> StagedOutput:
     """Gate-first MoME inference at full resolution, running only the experts the gate needs.
 
     Args:
@@ -116,11 +119,20 @@ def staged_mome_forward(model: torch.nn.Module, x: torch.Tensor, *, skip_below: 
         kept_sum = gates[:, kept].sum(dim=1, keepdim=True).clamp_min(1e-6)
         weights = gates / kept_sum
     fused = None
+    moments = None
     for i in kept:
         logits = _expert_rest(experts[i], stems[i]).float()
         stems[i] = None  # free this expert's stem as soon as it is used
         term = logits * weights[:, i].float()
         fused = term if fused is None else fused + term
+        if spread:
+            from mome.inference.uncertainty import add_expert_moments
+
+            moments = add_expert_moments(moments, logits, weights[:, i].float())
+    if spread:
+        from mome.inference.uncertainty import spread_from_moments
+
+        return StagedOutput(fused, gates, shares, kept, spread_from_moments(moments))
     return StagedOutput(fused, gates, shares, kept)
 
 

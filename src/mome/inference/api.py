@@ -34,6 +34,7 @@ class PredictionResult:
         image: the input image as read.
         prediction: the raw network output (class probabilities and gate maps; in MNI space with
             ``preprocess``).
+        uncertainty: float32 NIfTI of the voxel uncertainty with ``uncertainty=True``, else ``None``.
     """
 
     mask: object
@@ -41,6 +42,7 @@ class PredictionResult:
     stats: dict
     image: object
     prediction: Prediction = field(repr=False)
+    uncertainty: object = None
 
 
 def make_predictor(model=None, **options) -> tuple[Predictor, dict]:
@@ -67,6 +69,12 @@ def make_predictor(model=None, **options) -> tuple[Predictor, dict]:
         from mome.weights.registry import resolve_model
 
         net, record = resolve_model(None if model is None else str(model))
+    uncertainty = bool(options.pop("uncertainty", False))
+    if uncertainty and (is_interactive(record) or is_nnunet_record(record)):
+        from mome.errors import NotImplementedFeatureError
+
+        raise NotImplementedFeatureError("--uncertainty (expert disagreement) is implemented for mome's own MoME "
+                                         "models only, not for imported nnU-Net or interactive models")
     if is_interactive(record):
         if options.get("tta"):
             raise ConfigError("--tta is not implemented for interactive models (SAM-Med3D)")
@@ -84,7 +92,7 @@ def make_predictor(model=None, **options) -> tuple[Predictor, dict]:
                           "dataset.json; import it again (mome weights import-official / import-nnunet)")
     if fast:
         options.update(patch_size="whole", tta=False)
-    return Predictor.from_record(net, record, **options), record
+    return Predictor.from_record(net, record, uncertainty=uncertainty, **options), record
 
 
 def _nnunet_predictor(net, record: dict, fast: bool, options: dict):
@@ -159,14 +167,14 @@ def predict(image_or_path, model=None, *, preprocess: bool = False, registration
     if interactive:
         pred = predictor.predict_image(img, ref)
         mask, lesion_prob, gate_region = pred.mask, pred.lesion_probability, data != 0
-        brain = gate_region
+        brain, uncertainty = gate_region, None
     elif preprocess:
-        pred, mask, lesion_prob, gate_region, brain, prep_record = _predict_preprocessed(
+        pred, mask, lesion_prob, gate_region, brain, prep_record, uncertainty = _predict_preprocessed(
             predictor, img, path, registration)
     else:
         pred = predictor.predict_image(img)
         mask, lesion_prob, gate_region = pred.mask, pred.lesion_probability, data != 0
-        brain = gate_region
+        brain, uncertainty = gate_region, pred.uncertainty
     stats = lesion_stats(mask, img.affine, brain_mask=brain)
     if pred.gates is not None:
         stats.update(gate_stats(pred.gates, pred.expert_names, pred.gate_activation, gate_region, pred.mask))
@@ -180,15 +188,20 @@ def predict(image_or_path, model=None, *, preprocess: bool = False, registration
     stats["settings"] = pred.info
     stats["qc"] = qc_flags(stats, mask, brain, declared_modality(path) if path else None,
                            prep_record["registration"] if prep_record else None)
+    if uncertainty is not None:
+        from mome.inference.uncertainty import uncertainty_stats
+
+        stats.update(uncertainty_stats(uncertainty, mask))
     return PredictionResult(
         mask=image_like(mask, img, np.uint8, "mome lesion mask"),
         probabilities=image_like(lesion_prob, img, np.float32, "mome lesion probability"),
         stats=stats, image=img, prediction=pred,
+        uncertainty=None if uncertainty is None else image_like(uncertainty, img, np.float32, "mome uncertainty"),
     )
 
 
 def output_paths(out: str | os.PathLike, *, probabilities: bool = False, stats: bool = False,
-                 preview: bool = False) -> dict[str, Path]:
+                 preview: bool = False, uncertainty: bool = False) -> dict[str, Path]:
     """Where the outputs for mask path ``out`` go: ``STEM_probabilities.nii.gz``, ``STEM_stats.json``,
     ``STEM_preview.png`` next to it (STEM = ``out`` without .nii/.nii.gz)."""
     out = Path(out)
@@ -199,6 +212,8 @@ def output_paths(out: str | os.PathLike, *, probabilities: bool = False, stats: 
     paths = {"mask": out}
     if probabilities:
         paths["probabilities"] = out.with_name(f"{stem}_probabilities{suffix}")
+    if uncertainty:
+        paths["uncertainty"] = out.with_name(f"{stem}_uncertainty{suffix}")
     if stats:
         paths["stats"] = out.with_name(f"{stem}_stats.json")
     if preview:
@@ -209,7 +224,8 @@ def output_paths(out: str | os.PathLike, *, probabilities: bool = False, stats: 
 def predict_to_files(image_path: str | os.PathLike, out: str | os.PathLike, model=None, *,
                      probabilities: bool = False, stats: bool = False, preview: bool = False,
                      overwrite: bool = False, preprocess: bool = False, registration: str = "auto",
-                     fusion: str | None = None, **options) -> tuple[PredictionResult, dict[str, Path]]:
+                     fusion: str | None = None, uncertainty: bool = False,
+                     **options) -> tuple[PredictionResult, dict[str, Path]]:
     """Predict one file (or fuse a list of one subject's sequences, :mod:`mome.inference.subject`) and write
     the mask (and the asked-for siblings) atomically.
 
@@ -218,7 +234,7 @@ def predict_to_files(image_path: str | os.PathLike, out: str | os.PathLike, mode
     Returns:
         ``(result, {"mask": path, "probabilities": ..., "stats": ..., "preview": ...})``.
     """
-    paths = output_paths(out, probabilities=probabilities, stats=stats, preview=preview)
+    paths = output_paths(out, probabilities=probabilities, stats=stats, preview=preview, uncertainty=uncertainty)
     inputs = [Path(p) for p in image_path] if isinstance(image_path, (list, tuple)) else [Path(image_path)]
     for p in paths.values():
         check_writable(p, overwrite)
@@ -228,10 +244,16 @@ def predict_to_files(image_path: str | os.PathLike, out: str | os.PathLike, mode
     if len(inputs) > 1:  # one subject's sequences, fused
         from mome.inference.subject import predict_subject
 
+        if uncertainty:
+            from mome.errors import NotImplementedFeatureError
+
+            raise NotImplementedFeatureError("--uncertainty with several sequences is not implemented yet; run "
+                                             "each sequence on its own")
         result = predict_subject(inputs, model, rule=fusion, preprocess=preprocess, registration=registration,
                                  **options)
     else:
-        result = predict(inputs[0], model, preprocess=preprocess, registration=registration, **options)
+        result = predict(inputs[0], model, preprocess=preprocess, registration=registration,
+                         uncertainty=uncertainty, **options)
     image_path = inputs[0]
     new = [p for p in paths.values() if not p.exists()]
     folder = paths["mask"].parent
@@ -240,6 +262,8 @@ def predict_to_files(image_path: str | os.PathLike, out: str | os.PathLike, mode
         save_image(result.mask, paths["mask"], overwrite)
         if probabilities:
             save_image(result.probabilities, paths["probabilities"], overwrite)
+        if uncertainty:
+            save_image(result.uncertainty, paths["uncertainty"], overwrite)
         if stats:
             write_stats_json(result.stats, paths["stats"], overwrite)
         if preview:
@@ -323,6 +347,8 @@ def _predict_preprocessed(predictor, img, path: Path | None, registration: str =
                                     threshold=None).dataobj, dtype=np.float32)
         mask = prob > 0.5
         native_brain = np.asarray(to_native(brain.astype(np.uint8), prep, interpolation="nearest").dataobj) > 0
+        uncertainty = None if pred.uncertainty is None else np.asarray(
+            to_native(pred.uncertainty, prep, interpolation="linear", threshold=None).dataobj, dtype=np.float32)
     if mask.shape != tuple(img.shape[:3]):
         raise InputError(f"preprocessing mapped the mask to shape {mask.shape}, not the input's {img.shape[:3]}")
-    return pred, mask.astype(np.uint8), prob, brain, native_brain, prep_record
+    return pred, mask.astype(np.uint8), prob, brain, native_brain, prep_record, uncertainty

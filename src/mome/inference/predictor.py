@@ -42,6 +42,8 @@ class Prediction:
         expert_names: the experts' modality names of a MoME, else ``None``.
         gate_activation: ``identity`` (raw weights) or ``softmax`` for a MoME, else ``None``.
         info: how the prediction was made (device, patch, spacing, resampled, reoriented, tta...).
+        uncertainty: (X, Y, Z) float32 voxel uncertainty with ``uncertainty=True``
+            (:mod:`mome.inference.uncertainty`), else ``None``.
     """
 
     probabilities: np.ndarray
@@ -49,6 +51,7 @@ class Prediction:
     expert_names: list[str] | None = None
     gate_activation: str | None = None
     info: dict = field(default_factory=dict)
+    uncertainty: np.ndarray | None = None
 
     @property
     def mask(self) -> np.ndarray:
@@ -149,7 +152,7 @@ class Predictor:
                  tta: bool = False, precision: str = "fp32", sw_batch_size: int = 1, gates: bool = True,
                  spacing_tolerance: float = 0.1, progress: bool = False, channels_last: bool = False,
                  skip_experts: float = 0.0, max_experts: int | None = None, grouped_experts: bool = False,
-                 network_axes: tuple[int, int, int] | list[int] | None = None):
+                 network_axes: tuple[int, int, int] | list[int] | None = None, uncertainty: bool = False):
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         if not 0.0 <= overlap < 1.0:
@@ -191,6 +194,10 @@ class Predictor:
         # a MoME runs gate-first (staged_mome_forward) whether or not experts are skipped: the same
         # result as MoME.forward, measured faster and with half the peak memory (docs/performance.md)
         self.staged = self.is_mome and self.grouped is None and hasattr(model, "experts") and hasattr(model, "gate")
+        self.return_uncertainty = bool(uncertainty)
+        if self.return_uncertainty and not self.staged:
+            raise ConfigError("--uncertainty (expert disagreement) needs one of mome's MoME models, run without "
+                              "--grouped-experts")
         self.channels_last = bool(channels_last)
         if self.channels_last:
             to_channels_last(self.model)
@@ -243,6 +250,8 @@ class Predictor:
         pred.probabilities = reor.from_ras(pred.probabilities)
         if pred.gates is not None:
             pred.gates = reor.from_ras(pred.gates)
+        if pred.uncertainty is not None:
+            pred.uncertainty = reor.from_ras(pred.uncertainty)
         pred.info["reoriented"] = not reor.is_identity
         return pred
 
@@ -272,11 +281,12 @@ class Predictor:
                                  f"would make {target} = {int(np.prod(target, dtype=np.int64)):.3g} voxels; check the "
                                  "image's voxel size and the model's spacing_mm")
             normalised = resample(normalised, target)
-        logits, gates = self._sliding_window(normalised)
+        logits, gates, spread = self._sliding_window(normalised)
         if resampled:
             # nnU-Net resamples logits (not probabilities) back to the original grid, then applies softmax
             logits = resample(logits, shape)
             gates = None if gates is None else resample(gates, shape)
+            spread = None if spread is None else resample(spread, shape)
         probabilities = torch.softmax(logits, dim=0).numpy().astype(np.float32, copy=False)
         info = {"device": str(self.device), "patch_size": "whole" if self.whole_volume else list(self.patch_size),
                 "overlap": self.overlap, "tta": self.tta, "precision": self.precision,
@@ -288,17 +298,19 @@ class Predictor:
         if self.staged:
             info.update(skip_experts=self.skip_experts, max_experts=self.max_experts,
                         expert_calls=list(self.experts_run), network_calls=self.network_calls)
+        uncertainty = None if spread is None else spread[0].numpy().astype(np.float32, copy=False)
         if gates is None:
-            return Prediction(probabilities, info=info)
+            return Prediction(probabilities, info=info, uncertainty=uncertainty)
         cfg = self.model.config
         gate_maps = gates.reshape(cfg.n_experts, cfg.num_classes, *shape).numpy().astype(np.float32, copy=False)
-        return Prediction(probabilities, gate_maps, list(cfg.modalities), cfg.gate_activation, info)
+        return Prediction(probabilities, gate_maps, list(cfg.modalities), cfg.gate_activation, info, uncertainty)
 
     # -- internals -------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _sliding_window(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(X, Y, Z) normalised volume -> (logits (C, X, Y, Z), gates (N*C, X, Y, Z) or None), on CPU."""
+    def _sliding_window(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(X, Y, Z) normalised volume -> (logits (C, X, Y, Z), gates (N*C, X, Y, Z) or None, uncertainty
+        (1, X, Y, Z) or None), on CPU."""
         from monai.inferers import sliding_window_inference
 
         padded, crop = pad_to_multiple(volume[None, None].to(self.device), self.divisor)
@@ -313,20 +325,33 @@ class Predictor:
             padded, roi_size=roi, sw_batch_size=self.sw_batch_size, predictor=self._window,
             overlap=self.overlap, mode="gaussian", sigma_scale=0.125, progress=self.progress,
         )
-        if self.return_gates:
-            logits, gates = out
-            return _crop(logits, crop), _crop(gates, crop)
-        return _crop(out, crop), None
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        gates = _crop(outs[1], crop) if self.return_gates else None
+        spread = _crop(outs[-1], crop) if self.return_uncertainty else None
+        return _crop(outs[0], crop), gates, spread
 
     def _window(self, x: torch.Tensor):
         """One batch of windows -> summed-over-mirrors-and-averaged logits (and gates) in fp32."""
         outs = self._network(x)
+        variances, probabilities = [], []
+        if self.return_uncertainty:  # the expert spread is the last output: kept apart, not averaged
+            variances.append(outs[-1] ** 2)
+            probabilities.append(1.0 - torch.softmax(outs[0], dim=1)[:, :1])
+            outs = outs[:-1]
         if self.tta:
             for axes in _MIRROR_AXES:
-                flipped = self._network(torch.flip(x, axes))
-                outs = [o + torch.flip(f, axes) for o, f in zip(outs, flipped)]
+                flipped = [torch.flip(f, axes) for f in self._network(torch.flip(x, axes))]
+                if self.return_uncertainty:
+                    variances.append(flipped[-1] ** 2)
+                    probabilities.append(1.0 - torch.softmax(flipped[0], dim=1)[:, :1])
+                    flipped = flipped[:-1]
+                outs = [o + f for o, f in zip(outs, flipped)]
             outs = [o / (len(_MIRROR_AXES) + 1) for o in outs]
-        return tuple(outs) if self.return_gates else outs[0]
+        if self.return_uncertainty:
+            from mome.inference.uncertainty import combine_with_mirrors
+
+            outs.append(combine_with_mirrors(variances, probabilities))
+        return tuple(outs) if len(outs) > 1 else outs[0]
 
     def _network(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Run the network on (B, 1, X, Y, Z): [full-resolution logits, gates as (B, N*C, ...) when asked]."""
@@ -359,14 +384,18 @@ class Predictor:
 
     def _staged(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Gate-first MoME forward with expert skipping; counts which experts ran."""
-        out = staged_mome_forward(self.model, x, skip_below=self.skip_experts, max_experts=self.max_experts)
+        out = staged_mome_forward(self.model, x, skip_below=self.skip_experts, max_experts=self.max_experts,
+                                  spread=self.return_uncertainty)
         self.network_calls += 1
         for i in out.kept:
             self.experts_run[i] += 1
-        if not self.return_gates:
-            return [out.logits.float()]
-        g = out.gates
-        return [out.logits.float(), g.reshape(g.shape[0], -1, *g.shape[3:]).float()]
+        outs = [out.logits.float()]
+        if self.return_gates:
+            g = out.gates
+            outs.append(g.reshape(g.shape[0], -1, *g.shape[3:]).float())
+        if self.return_uncertainty:
+            outs.append(out.spread.float())
+        return outs
 
 
 def network_axes_from_record(record: dict | None) -> tuple[int, int, int]:

@@ -3,8 +3,10 @@
 Checked (thresholds with their reasons):
 
 * **modality**: the gate's implicit modality (the expert with the largest weight share) differs from
-  the one the file name declares (BIDS suffix or mome's names, :func:`mome.inference.fusion.declared_modality`).
-  Either the file is misnamed or the model reads the image as another contrast.
+  the one the file name declares (BIDS suffix or mome's names, :func:`mome.inference.fusion.declared_modality`),
+  and that expert has a clear share (at least 40%, twice an even share among five experts): either the
+  file is misnamed or the model reads the image as another contrast. A gate without a clear favourite
+  says nothing about the modality (the embedded model's gate does not route by modality: README).
 * **registration** (``--preprocess``): NCC with the template after registration below 0.2. On the real
   TCGA scans in ``../shared/data`` correct registrations gave 0.22-0.31 and wrong optima 0.08-0.17
   (``mome.data.registration``).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 MIN_NCC = 0.2
+MIN_SHARE = 0.4
 MAX_VOLUME_ML = 300.0
 MAX_BRAIN_FRACTION = 0.25
 MAX_OUTSIDE_FRACTION = 0.05
@@ -29,11 +32,10 @@ def qc_flags(stats: dict, mask: np.ndarray, brain: np.ndarray | None, declared: 
     """The ``qc`` entry of the stats JSON: ``{"declared_modality", "implicit_modality", "warnings": [...]}``."""
     warnings = []
     implicit = stats.get("implicit_modality")
-    if declared and implicit and declared != implicit:
-        share = (stats.get("expert_weight_share") or {}).get(implicit)
-        warnings.append(f"modality: the file name says {declared} but the gate favours the {implicit} expert"
-                        + (f" ({share:.0%} of the weight)" if share is not None else "")
-                        + "; check the file or expect a less reliable mask")
+    share = (stats.get("expert_weight_share") or {}).get(implicit)
+    if declared and implicit and declared != implicit and share is not None and share >= MIN_SHARE:
+        warnings.append(f"modality: the file name says {declared} but the gate favours the {implicit} expert "
+                        f"({share:.0%} of the weight); check the file or expect a less reliable mask")
     if registration and registration.get("ncc_after") is not None and not registration.get("skipped"):
         ncc = float(registration["ncc_after"])
         if ncc < MIN_NCC:

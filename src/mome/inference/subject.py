@@ -97,10 +97,8 @@ def predict_subject(paths: Sequence[str | os.PathLike], model=None, *, rule: str
                          "weights_from": record.get("fusion_weights_source") if rule == "weighted" else None})
     qc = qc_flags(stats, mask, brain)
     for seq in sequences:
-        if seq["declared_modality"] and seq.get("implicit_modality") and \
-                seq["declared_modality"] != seq["implicit_modality"]:
-            qc["warnings"].append(f"modality: {Path(seq['input']).name} is named {seq['declared_modality']} but the "
-                                  f"gate favours the {seq['implicit_modality']} expert")
+        qc["warnings"] += [f"{Path(seq['input']).name}: {w}" for w in
+                           qc_flags(seq, np.zeros(1), None, seq["declared_modality"])["warnings"]]
     for rec, path in zip(records, paths):
         if rec:
             qc["warnings"] += [f"{path.name}: {w}" for w in
