@@ -104,17 +104,21 @@ def main() -> None:
     lines += ["| dataset | subjects | " + " | ".join(sorted(table)) + " | best single | "
               + " | ".join(f"fused {r}" for r in FUSION_RULES) + " |",
               "|---|---:|" + "---:|" * (len(table) + 1 + len(FUSION_RULES))]
+    present = sorted({m for r in rows for m in r["sequences"]})
+    lines[2] = "| dataset | subjects | " + " | ".join(present) + " | best single | " + " | ".join(
+        f"fused {r}" for r in FUSION_RULES) + " |"
+    lines[3] = "|---|---:|" + "---:|" * (len(present) + 1 + len(FUSION_RULES))
     for dataset in datasets + ["all"]:
         chosen = [r for r in rows if dataset == "all" or r["dataset"] == dataset]
         if not chosen:
             continue
         seq = {m: float(np.mean([r["sequences"][m] for r in chosen if m in r["sequences"]]))
-               for m in sorted(table) if any(m in r["sequences"] for r in chosen)}
+               for m in present if any(m in r["sequences"] for r in chosen)}
         best = max(seq, key=seq.get)
         fused = {rule: float(np.mean([r[rule] for r in chosen])) for rule in FUSION_RULES}
         summary[dataset] = {"subjects": len(chosen), "sequences": seq, "best_single": best, "fused": fused,
                             "margin_over_best_single": {k: v - seq[best] for k, v in fused.items()}}
-        lines.append(f"| {dataset} | {len(chosen)} | " + " | ".join(f"{seq.get(m, float('nan')):.3f}" for m in sorted(table))
+        lines.append(f"| {dataset} | {len(chosen)} | " + " | ".join(f"{seq.get(m, float('nan')):.3f}" for m in present)
                      + f" | {best} {seq[best]:.3f} | "
                      + " | ".join(f"{fused[r]:.3f} ({fused[r] - seq[best]:+.3f})" for r in FUSION_RULES) + " |")
     print("\n".join(lines))
