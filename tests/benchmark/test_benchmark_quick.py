@@ -1,4 +1,5 @@
-"""End to end: `mome benchmark --preset quick` (synthesise, train MoME + single U-Net, predict, evaluate)."""
+"""End to end: `mome benchmark --preset quick` (synthesise, train MoME, the single U-Net and SAM-Med3D, predict,
+evaluate)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,17 @@ def test_quick_benchmark_writes_every_table_and_figure(tmp_path, monkeypatch):
         assert title in report
     results = json.loads((out / "results.json").read_text())
     assert set(results["tables"]) >= {"table1", "table2", "supplementary_table1"}
-    assert set(results["summaries"]) == {"mome", "single"}
+    assert set(results["summaries"]) == {"mome", "single", "sam-med3d"}
+    clicks = results["interactive"]["sam-med3d"]  # the interactive row: Dice after each of the 10 clicks
+    assert clicks["clicks"] == 10 and len(clicks["mean_dice_per_click"]) == 10 and clicks["rule"] == "ritm"
+    assert "interactive, not automatic" in report
     assert results["provenance"]["seed"] == 0 and "torch" in results["provenance"]["versions"]
     assert results["provenance"]["inference"] == {"precision": "fp32", "patch_size": "whole"}
     for fig in ("radar.png", "tsne.png"):
         assert (out / "figures" / fig).stat().st_size > 1000
-    # every test image was predicted by both systems, in the image's geometry
+    # every test image was predicted by every system, in the image's geometry
     n_test = sum(1 for line in (out / "data" / "collection.json").read_text().split('"split": "test"')) - 1
-    for system in ("mome", "single"):
+    for system in ("mome", "single", "sam-med3d"):
         assert len(list((out / "predictions" / system).glob("*.nii.gz"))) == n_test
     # a finished benchmark is refused without --overwrite, with a one-line error
     again = CliRunner().invoke(app, ["benchmark", "--preset", "quick", "--out", str(out)])

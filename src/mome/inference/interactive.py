@@ -159,6 +159,6 @@ class InteractivePredictor:
                 "click_points": [[int(v) for v in p] for p in session.points[0]],
                 "click_labels": [int(v) for v in session.labels[0]],
                 "click_dice": dices, "last_click_dice": dices[-1],
-                "best_click_dice": max(dices), "best_click": int(np.argmax(dices)) + 1,
+                "best_click_dice": max(dices), "best_click": len(dices) - int(np.argmax(dices[::-1])),  # last of ties
                 "model_spacing_mm": None if self.spacing_mm is None else list(self.spacing_mm)}
         return put_crop(per_click[-1].numpy(), start, reference.shape), info
