@@ -148,4 +148,5 @@ def click_summary(pred_dir: Path) -> dict | None:
     return {"images": len(records), "clicks": int(curves.shape[1]), "rule": records[0]["click_rule"],
             "mean_dice_per_click": [round(float(v), 4) for v in curves.mean(axis=0)],
             "mean_best_click_dice": round(float(np.mean([r["best_click_dice"] for r in records])), 4),
-            "images_best_before_last": int(sum(r["best_click"] < r["clicks"] for r in records))}
+            "images_best_before_last": int(sum(max(r["click_dice"][:-1], default=-1.0) > r["click_dice"][-1]
+                                               for r in records))}
