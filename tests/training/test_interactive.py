@@ -56,7 +56,7 @@ def test_objective_step_reaches_every_part_and_repeats_under_a_seed():
     assert losses[0] == losses[1] and np.isfinite(losses[0])
     assert 0 <= float(result.terms["dice_click1"]) <= 1 and result.sums["tp_fp_fn"].shape == (3,)
     # the next step of the same epoch draws other clicks
-    assert float(objective.step(net, batch, 0, 2).loss) != losses[1]
+    assert float(objective.step(net, batch, 0, 2).loss.detach()) != losses[1]
 
 
 def test_training_click_without_lesion_is_negative():
