@@ -61,10 +61,7 @@ class SAMMed3DConfig:
     num_multimask_outputs: int = 3
 
     def __post_init__(self) -> None:
-        ints = {k: getattr(self, k) for k in ("img_size", "patch_size", "embed_dim", "depth", "num_heads",
-                                              "window_size", "prompt_dim", "mask_in_chans", "decoder_depth",
-                                              "decoder_heads", "decoder_mlp_dim", "iou_hidden_dim",
-                                              "num_multimask_outputs")}
+        ints = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.type == "int"}
         for name, value in ints.items():
             lo = 0 if name in ("window_size", "num_multimask_outputs") else 1
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= 4096:
