@@ -451,4 +451,63 @@ SUBJECTS = [
              lambda d, m: _subject(d, m, "sub-01_FLAIR.nii.gz", None, "--fusion", "median")),
 ]
 
-CASES: list[BadInput] = IMAGES + OUTPUTS + COLLECTIONS + INTERACTIVE + SUBJECTS
+def bids_dataset(d: Path, grids_differ: bool = False) -> Path:
+    """A two-subject BIDS dataset: sub-01 (T1w + FLAIR on one grid, or on two with ``grids_differ``), sub-02
+    (FLAIR)."""
+    root = d / "bids"
+    (root / "sub-01" / "anat").mkdir(parents=True)
+    (root / "sub-02" / "anat").mkdir(parents=True)
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "t", "BIDSVersion": "1.9.0"}))
+    nii(root / "sub-01" / "anat" / "sub-01_T1w.nii.gz", brain())
+    nii(root / "sub-01" / "anat" / "sub-01_FLAIR.nii.gz", brain(seed=1),
+        np.diag([2.0, 1.0, 1.0, 1.0]) if grids_differ else None)
+    nii(root / "sub-02" / "anat" / "sub-02_FLAIR.nii.gz", brain(seed=2))
+    return root
+
+
+def _bids(d: Path, model: Path, *extra, root=None, out=None) -> list:
+    root = bids_dataset(d) if root is None else root
+    return ["bids", root, d / "out" if out is None else out, "participant", "--model", model, "--device", "cpu",
+            *extra]
+
+
+def _bids_done(d: Path, model: Path) -> list:
+    """sub-02 segmented with the default fusion; then asked again with --fusion mean on another subject set."""
+    from mome.bids.app import run_participant
+
+    root = bids_dataset(d)
+    run_participant(root, d / "out", model=str(model), device="cpu", echo=lambda line: None)
+    return _bids(d, model, "--fusion", "mean", root=root)
+
+
+def _foreign_out(d: Path, model: Path) -> list:
+    out = d / "other"
+    out.mkdir()
+    (out / "dataset_description.json").write_text(json.dumps({"Name": "x", "BIDSVersion": "1.9.0",
+                                                              "DatasetType": "derivative"}))
+    return _bids(d, model, out=out)
+
+
+BIDS = [
+    BadInput("BIDS root without dataset_description.json", "mome bids on a plain folder of images",
+             "not a BIDS dataset", lambda d, m: _bids(d, m, root=(d / "plain").mkdir() or d / "plain")),
+    BadInput("BIDS root missing", "mome bids on a folder that does not exist", "does not exist",
+             lambda d, m: _bids(d, m, root=d / "nowhere")),
+    BadInput("unknown participant label", "--participant-label 99 on a dataset of sub-01 and sub-02", "not in",
+             lambda d, m: _bids(d, m, "--participant-label", "99")),
+    BadInput("bad shard", "--shard 3/2", "--shard", lambda d, m: _bids(d, m, "--shard", "3/2")),
+    BadInput("derivatives of other settings", "a rerun with --fusion mean over derivatives of the default fusion, "
+             "without --overwrite", "other settings", _bids_done),
+    BadInput("derivatives into the BIDS root", "OUT_DIR is BIDS_ROOT", "BIDS root itself",
+             lambda d, m: _bids(d, m, root=bids_dataset(d), out=d / "bids")),
+    BadInput("OUT_DIR of another dataset", "OUT_DIR holds a dataset_description.json mome did not write",
+             "another dataset", _foreign_out),
+    BadInput("BIDS sequences on different grids", "sub-01's T1w and FLAIR on two grids, no --preprocess",
+             "not on the grid",
+             lambda d, m: _bids(d, m, "--participant-label", "01", root=bids_dataset(d, grids_differ=True))),
+    BadInput("group level before the participant level", "mome bids ... group on an empty OUT_DIR",
+             "participant level first",
+             lambda d, m: ["bids", bids_dataset(d), d / "out", "group"]),
+]
+
+CASES: list[BadInput] = IMAGES + OUTPUTS + COLLECTIONS + INTERACTIVE + SUBJECTS + BIDS

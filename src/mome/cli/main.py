@@ -50,6 +50,7 @@ from mome.cli import collection as _collection  # noqa: E402
 from mome.cli import train as _train  # noqa: E402
 from mome.cli import preprocess as _preprocess  # noqa: E402
 from mome.cli import synth as _synth  # noqa: E402
+from mome.cli import bids as _bids  # noqa: E402
 
 _info.register(app)
 _evaluate.register(app)
@@ -60,6 +61,7 @@ _train.register(app)
 _preprocess.register(app)
 _synth.register(app)
 _benchmark.register(app)
+_bids.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""BIDS cohorts: ``mome bids BIDS_ROOT OUT_DIR participant|group`` (inputs: layout; outputs: derivatives)."""
