@@ -108,9 +108,12 @@ def test_bad_shards(text):
 def test_participant_shards_resume_and_group(tmp_path, tiny):
     root = make_dataset(tmp_path / "bids")
     out = tmp_path / "deriv"
-    for k in (1, 2):
-        code, output = _run("bids", root, out, "participant", "--shard", f"{k}/2", "--model", tiny, "--device", "cpu")
+    for k in (1, 2):  # shard 1 with the HTML reports, shard 2 without
+        code, output = _run("bids", root, out, "participant", "--shard", f"{k}/2", "--model", tiny, "--device", "cpu",
+                            *(["--report"] if k == 1 else []))
         assert code == 0, output
+    reports = sorted(p.name for p in out.glob("*.html"))
+    assert reports == ["sub-01_ses-1.html", "sub-01_ses-2.html", "sub-03.html"]  # shard 1: sub-01, sub-03, sub-05
     masks = sorted(p.name for p in out.rglob("*_desc-lesion_mask.nii.gz"))
     assert masks == ["sub-01_ses-1_space-orig_desc-lesion_mask.nii.gz", "sub-01_ses-2_space-orig_desc-lesion_mask.nii.gz",
                      "sub-02_space-orig_desc-lesion_mask.nii.gz", "sub-03_space-orig_desc-lesion_mask.nii.gz",
@@ -140,6 +143,11 @@ def test_participant_shards_resume_and_group(tmp_path, tiny):
     assert float(rows[2][header.index("lesion_volume_ml")]) == pytest.approx(volume, rel=1e-5)  # 6 digits
     code, output = _run("bids", root, out, "group")
     assert code == 0 and "up to date" in output
+    cohort = (out / "cohort.html").read_text()
+    assert '<a href="sub-03.html">sub-03</a>' in cohort and '<a href="sub-02.html">' not in cohort
+    code, output = _run("bids", root, out, "participant", "--model", tiny, "--device", "cpu", "--report")
+    assert code == 0 and "sub-02: already done; report written" in output, output  # no prediction again
+    assert len(list(out.glob("*.html"))) == 6 and (out / "niivue.umd.js").is_file()
     if shutil.which("bids-validator-deno") is None:
         pytest.skip("bids-validator-deno is not installed")
     for dataset in (root, out):

@@ -5,7 +5,8 @@ The participant level segments every chosen subject (or session) from all its se
 writes BIDS-Derivatives (:mod:`mome.bids.derivatives`). Everything a user can get wrong (not a BIDS root,
 an unknown participant, a bad shard, an existing derivative of other settings without ``--overwrite``) is
 refused before the first prediction. It is resumable (finished units are skipped) and shardable
-(``--shard K/N``: job arrays on a cluster). The group level gathers every unit's statistics into one TSV.
+(``--shard K/N``: job arrays on a cluster). ``--report`` adds an HTML page per unit. The group level gathers
+every unit's statistics into one TSV and one HTML page (``cohort.html``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mome.bids.derivatives import (GROUP_TSV, check_out_dir, group_rows, group_table, probseg_sidecar, sidecar,
+from mome.bids.derivatives import (COHORT_HTML, GROUP_TSV, check_out_dir, group_rows, group_table, probseg_sidecar, sidecar,
                                    unit_paths, unit_state, write_dataset_files)
 from mome.bids.layout import (check_bids_root, find_units, load_sequence, open_layout, parse_shard,
                               select_subjects)
@@ -35,9 +36,11 @@ class ParticipantReport:
 
 def run_participant(bids_root, out_dir, *, participant_labels: list[str] | None = None, shard: str | None = None,
                     model=None, fusion: str | None = None, preprocess: bool = False, registration: str = "auto",
-                    overwrite: bool = False, echo: Callable[[str], None] = print,
+                    overwrite: bool = False, report: bool = False, echo: Callable[[str], None] = print,
                     **options) -> ParticipantReport:
-    """Segment the chosen subjects of ``bids_root`` into ``out_dir`` (see the module docstring)."""
+    """Segment the chosen subjects of ``bids_root`` into ``out_dir`` (see the module docstring); with
+    ``report`` also write each unit's HTML report (``OUT_DIR/<unit>.html``, also for finished units that
+    lack one)."""
     from mome.inference.api import make_predictor
     from mome.utils.atomic import check_location
 
@@ -74,13 +77,17 @@ def run_participant(bids_root, out_dir, *, participant_labels: list[str] | None 
             raise OutputExistsError(f"{paths['mask'].parent} already holds {unit.name}'s derivatives from other "
                                     "settings or an unfinished run; pass --overwrite to replace them")
         plans.append((unit, settings, paths, state))
-    report = ParticipantReport()
+    want_report, report = report, ParticipantReport()
     echo(f"model: {model_name}; {len(units)} unit(s) of {len(subjects)} subject(s)"
          + (f" (shard {shard_kn[0]}/{shard_kn[1]})" if shard_kn else ""))
     for unit, settings, paths, state in plans:
         if state == "done":
             report.skipped.append(unit.name)
-            echo(f"{unit.name}: already done, skipped")
+            if want_report and not unit_report_path(out_dir, unit).is_file():
+                write_unit_report(unit, paths, root, out_dir)
+                echo(f"{unit.name}: already done; report written")
+            else:
+                echo(f"{unit.name}: already done, skipped")
             continue
         for why in unit.skipped:
             echo(f"mome: warning: {unit.name}: {why}")
@@ -97,6 +104,8 @@ def run_participant(bids_root, out_dir, *, participant_labels: list[str] | None 
             echo(f"mome: error: {unit.name}: {exc}")
             continue
         report.done.append(unit.name)
+        if want_report:
+            write_unit_report(unit, paths, root, out_dir)
         echo(f"{unit.name}: {', '.join(s.modality for s in unit.sequences)} -> {stats['lesion_volume_ml']:.2f} ml "
              f"in {stats['lesion_count']} lesion(s) ({time.perf_counter() - t0:.0f} s)")
         for warning in (stats.get("qc") or {}).get("warnings", []):
@@ -162,6 +171,35 @@ def _predict_unit(unit, paths: dict, settings: dict, root: Path, predictor, fusi
     return stats
 
 
+def unit_report_path(out_dir: Path, unit) -> Path:
+    return out_dir / f"{unit.name}.html"
+
+
+def write_unit_report(unit, paths: dict, root: Path, out_dir: Path) -> Path:
+    """A unit's HTML report, from its written derivatives and its sources (nothing is predicted again)."""
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    from mome.report.html import subject_report
+
+    meta = json.loads(paths["sidecar"].read_text())
+    mask_img = nib.load(str(paths["mask"]))
+    sequences = []
+    for seq in unit.sequences:
+        if seq.dwi_volumes is not None:
+            continue  # a 4D series: its b ~ 1000 mean is not kept; the other sequences are shown
+        img = nib.load(str(seq.path))
+        if img.shape[:3] == mask_img.shape[:3] and np.allclose(img.affine, mask_img.affine, atol=1e-3):
+            sequences.append((f"{seq.modality} ({seq.path.name})", np.asarray(img.dataobj, dtype=np.float32)))
+    if not sequences:  # e.g. a 4D DWI alone: show the mask on itself rather than nothing
+        sequences = [("mask", np.asarray(mask_img.dataobj, dtype=np.float32))]
+    return subject_report(unit_report_path(out_dir, unit), title=unit.name, sequences=sequences,
+                          mask=np.asarray(mask_img.dataobj), affine=mask_img.affine,
+                          stats=meta["LesionStatistics"], overwrite=True)
+
+
 def run_group(bids_root, out_dir, *, overwrite: bool = False, echo: Callable[[str], None] = print) -> Path:
     """Write ``OUT_DIR/lesion_stats.tsv``: one row per unit of the dataset (``missing`` where the participant
     level has not run). A rerun that would write the same table does nothing."""
@@ -181,14 +219,23 @@ def run_group(bids_root, out_dir, *, overwrite: bool = False, echo: Callable[[st
         key = (f"sub-{unit.subject}", f"ses-{unit.session}" if unit.session else "n/a")
         rows.append(found.pop(key, {"participant_id": key[0], "session_id": key[1], "status": "missing"}))
     rows += list(found.values())  # derivatives of units no longer in the raw dataset are still reported
-    text = group_table(rows)
+    for row in rows:
+        name = row["participant_id"] + ("" if row["session_id"] == "n/a" else f"_{row['session_id']}")
+        if (out_dir / f"{name}.html").is_file():
+            row["report"] = f"{name}.html"
+    from mome.report.html import cohort_html
+
+    texts = {out_dir / GROUP_TSV: group_table(rows), out_dir / COHORT_HTML: cohort_html(rows)}
     path = out_dir / GROUP_TSV
-    if path.is_file() and path.read_text() == text:
+    if all(p.is_file() and p.read_text() == t for p, t in texts.items()):
         echo(f"{path} is up to date ({len(rows)} row(s))")
         return path
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} already exists with other content; pass --overwrite to replace it")
-    write_text_atomic(path, text, overwrite=True)
+    for p, t in texts.items():
+        if p.exists() and p.read_text() != t and not overwrite:
+            raise OutputExistsError(f"{p} already exists with other content; pass --overwrite to replace it")
+    for p, t in texts.items():
+        write_text_atomic(p, t, overwrite=True)
     missing = sum(r["status"] == "missing" for r in rows)
-    echo(f"wrote {path}: {len(rows)} row(s)" + (f", {missing} not segmented yet" if missing else ""))
+    echo(f"wrote {path} and {out_dir / COHORT_HTML}: {len(rows)} row(s)"
+         + (f", {missing} not segmented yet" if missing else ""))
     return path

@@ -12,7 +12,8 @@ Per unit (subject or session), in ``OUT_DIR/sub-<label>[/ses-<label>]/anat/``:
   settings refuses to replace it without ``--overwrite``.
 
 At the top: ``dataset_description.json`` (``DatasetType: derivative``, ``GeneratedBy``), ``.bidsignore``
-and, at the group level, ``lesion_stats.tsv`` (one row per unit).
+and, at the group level, ``lesion_stats.tsv`` (one row per unit) and ``cohort.html``. With ``--report``, each
+unit's HTML page is ``OUT_DIR/<unit>.html`` (with ``niivue.umd.js`` beside it).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from mome.utils.atomic import write_text_atomic
 
 BIDS_VERSION = "1.9.0"
 GROUP_TSV = "lesion_stats.tsv"
+COHORT_HTML = "cohort.html"
 #: files of the derivative dataset that are not BIDS files (the validator is told to skip them)
-BIDSIGNORE = f"{GROUP_TSV}\n*.html\n.mome-output\n"
+BIDSIGNORE = f"{GROUP_TSV}\n*.html\n*.js\n.mome-output\n"
 README = ("Lesion masks and probabilities segmented by mome (MoME, a Mixture of Modality Experts) from the raw "
           "dataset named in dataset_description.json; each mask's JSON sidecar holds its lesion statistics, QC "
           "warnings and the settings that produced it; lesion_stats.tsv gathers them (group level).\n")
@@ -138,7 +140,8 @@ def group_rows(out_dir: Path) -> list[dict]:
 def group_table(rows: list[dict]) -> str:
     """The rows as a BIDS TSV (``n/a`` for missing values, floats with 6 significant digits)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=GROUP_COLUMNS, delimiter="\t", lineterminator="\n", restval="n/a")
+    writer = csv.DictWriter(buf, fieldnames=GROUP_COLUMNS, delimiter="\t", lineterminator="\n", restval="n/a",
+                            extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("n/a" if v is None else f"{v:.6g}" if isinstance(v, float) else v)

@@ -14,7 +14,8 @@ _HELP = (
     "(BIDS App convention). 'participant' writes BIDS-Derivatives into OUT_DIR "
     "(sub-*/[ses-*/]anat/*_space-orig_desc-lesion_mask.nii.gz, *_label-lesion_probseg.nii.gz and a JSON "
     "sidecar with the statistics and QC); finished subjects are skipped on a rerun, --shard K/N splits the "
-    "subjects over N jobs. 'group' writes OUT_DIR/lesion_stats.tsv, one row per subject/session."
+    "subjects over N jobs, --report adds an HTML page per subject. 'group' writes OUT_DIR/lesion_stats.tsv (one "
+    "row per subject/session) and OUT_DIR/cohort.html."
 )
 
 
@@ -45,6 +46,9 @@ def bids(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16"),
     tta: bool = typer.Option(False, "--tta", help="mirroring test-time augmentation (8 flips)"),
+    report: bool = typer.Option(False, "--report",
+                                help="participant level: also an HTML report per subject/session "
+                                     "(OUT_DIR/sub-*.html, with a 3D viewer; works offline)"),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="replace derivatives made with other settings (or the group TSV)"),
 ) -> None:
@@ -58,15 +62,15 @@ def bids(
         typer.echo(line, err=line.startswith("mome: "))
 
     if level is Level.group:
-        if participant_label or shard:
-            raise ConfigError("--participant-label and --shard are for the participant level; the group level "
-                              "reads every subject's outputs")
+        if participant_label or shard or report:
+            raise ConfigError("--participant-label, --shard and --report are for the participant level; the "
+                              "group level reads every subject's outputs (and writes cohort.html)")
         run_group(bids_root, out_dir, overwrite=overwrite, echo=echo)
         return
     labels = [x for v in participant_label or [] for x in re.split(r"[,\s]+", v) if x]
     report = run_participant(bids_root, out_dir, participant_labels=labels or None, shard=shard, model=model,
                              fusion=fusion, preprocess=preprocess, registration=registration,
-                             overwrite=overwrite, echo=echo, device=device, precision=precision, tta=tta)
+                             overwrite=overwrite, report=report, echo=echo, device=device, precision=precision, tta=tta)
     typer.echo(f"{len(report.done)} segmented, {len(report.skipped)} already done, {len(report.empty)} without "
                f"images, {len(report.failed)} failed; outputs in {out_dir}")
     if report.failed:

@@ -58,6 +58,9 @@ def predict(
     stats: bool = typer.Option(False, "--stats",
                                help="also write lesion volume (ml), lesion count and gate expert shares (JSON)"),
     preview: bool = typer.Option(False, "--preview", help="also write a PNG with three orthogonal slices"),
+    report: bool = typer.Option(False, "--report",
+                                help="also write an HTML report (STEM_report.html: stats, QC, gate shares, slices of "
+                                     "every sequence, 3D viewer; niivue.umd.js beside it; works offline)"),
     reference: Path = typer.Option(None, "--reference",
                                    help="interactive models (SAM-Med3D) only: the reference lesion mask on the "
                                         "image's grid; the clicks are simulated from it (this is not automatic "
@@ -95,7 +98,7 @@ def predict(
     options = dict(device=device, tta=tta, precision=precision, overlap=overlap, grouped_experts=grouped_experts,
                    skip_experts=skip_experts, channels_last=channels_last, fast=fast)
     options["patch_size"] = "whole" if whole_volume else None  # None: the training patch, sliding
-    flags = dict(probabilities=probabilities, stats=stats, preview=preview, overwrite=overwrite,
+    flags = dict(probabilities=probabilities, stats=stats, preview=preview, report=report, overwrite=overwrite,
                  preprocess=preprocess, registration=registration, uncertainty=uncertainty)
     if uncertainty:
         options["uncertainty"] = True
@@ -138,7 +141,7 @@ def _predict_file(path: Path, out: Path, model, options: dict, flags: dict) -> N
     if out.is_dir():  # a folder as OUT for one image: the mask is named like the input inside it
         out = out / path.name
     paths = output_paths(out, probabilities=flags["probabilities"], stats=flags["stats"],
-                         preview=flags["preview"], uncertainty=flags["uncertainty"])
+                         preview=flags["preview"], uncertainty=flags["uncertainty"], report=flags["report"])
     for p in paths.values():  # refuse before any work so that nothing is written
         check_writable(p, flags["overwrite"])
     img, data = load_nifti(path)
@@ -171,7 +174,7 @@ def _predict_subject(paths: list[Path], out: Path, model, options: dict, flags: 
         raise NotImplementedFeatureError("--uncertainty with several sequences is not implemented yet; run each "
                                          "sequence on its own")
     for p in output_paths(out, probabilities=flags["probabilities"], stats=flags["stats"],
-                          preview=flags["preview"]).values():
+                          preview=flags["preview"], report=flags["report"]).values():
         check_writable(p, flags["overwrite"])
     images = []
     for path in paths:  # every sequence (and their grid) is checked before the model is loaded

@@ -201,9 +201,9 @@ def predict(image_or_path, model=None, *, preprocess: bool = False, registration
 
 
 def output_paths(out: str | os.PathLike, *, probabilities: bool = False, stats: bool = False,
-                 preview: bool = False, uncertainty: bool = False) -> dict[str, Path]:
+                 preview: bool = False, uncertainty: bool = False, report: bool = False) -> dict[str, Path]:
     """Where the outputs for mask path ``out`` go: ``STEM_probabilities.nii.gz``, ``STEM_stats.json``,
-    ``STEM_preview.png`` next to it (STEM = ``out`` without .nii/.nii.gz)."""
+    ``STEM_preview.png``, ``STEM_report.html`` next to it (STEM = ``out`` without .nii/.nii.gz)."""
     out = Path(out)
     if not is_nifti_path(out):
         raise InputError(f"output {out} must end in .nii or .nii.gz (or give a folder as input for batch mode)")
@@ -218,23 +218,27 @@ def output_paths(out: str | os.PathLike, *, probabilities: bool = False, stats: 
         paths["stats"] = out.with_name(f"{stem}_stats.json")
     if preview:
         paths["preview"] = out.with_name(f"{stem}_preview.png")
+    if report:
+        paths["report"] = out.with_name(f"{stem}_report.html")
     return paths
 
 
 def predict_to_files(image_path: str | os.PathLike, out: str | os.PathLike, model=None, *,
                      probabilities: bool = False, stats: bool = False, preview: bool = False,
                      overwrite: bool = False, preprocess: bool = False, registration: str = "auto",
-                     fusion: str | None = None, uncertainty: bool = False,
+                     fusion: str | None = None, uncertainty: bool = False, report: bool = False,
                      **options) -> tuple[PredictionResult, dict[str, Path]]:
     """Predict one file (or fuse a list of one subject's sequences, :mod:`mome.inference.subject`) and write
     the mask (and the asked-for siblings) atomically.
 
-    Every output path is checked before any work, so a refused output leaves nothing written.
+    Every output path is checked before any work, so a refused output leaves nothing written. ``report``
+    writes an HTML page (:func:`mome.report.html.subject_report`; ``niivue.umd.js`` goes beside it).
 
     Returns:
         ``(result, {"mask": path, "probabilities": ..., "stats": ..., "preview": ...})``.
     """
-    paths = output_paths(out, probabilities=probabilities, stats=stats, preview=preview, uncertainty=uncertainty)
+    paths = output_paths(out, probabilities=probabilities, stats=stats, preview=preview, uncertainty=uncertainty,
+                         report=report)
     inputs = [Path(p) for p in image_path] if isinstance(image_path, (list, tuple)) else [Path(image_path)]
     for p in paths.values():
         check_writable(p, overwrite)
@@ -271,12 +275,32 @@ def predict_to_files(image_path: str | os.PathLike, out: str | os.PathLike, mode
             title = f"{image_path.name}: {s['lesion_volume_ml']:.2f} ml, {s['lesion_count']} lesion(s)"
             save_preview(np.asarray(result.image.dataobj, dtype=np.float32), np.asarray(result.mask.dataobj),
                          result.image.affine, paths["preview"], title=title, overwrite=overwrite)
+        if report:
+            new += [p for p in [paths["report"].parent / "niivue.umd.js"] if not p.exists()]
+            _report(result, inputs, paths["report"], overwrite)
     except BaseException:
         for p in new:
             p.unlink(missing_ok=True)
         remove_empty_folders(created)
         raise
     return result, paths
+
+
+def _report(result: PredictionResult, inputs: list[Path], path: Path, overwrite: bool) -> None:
+    """The HTML report of one prediction: every input on the mask's grid, with the mask (and uncertainty)."""
+    from mome.report.html import subject_report
+
+    mask = np.asarray(result.mask.dataobj)
+    sequences = []
+    for source in inputs:
+        img = result.image if source == inputs[0] else load_nifti(source)[0]
+        if img.shape[:3] == mask.shape and np.allclose(img.affine, result.mask.affine, atol=1e-3):
+            label = declared_modality(source) or "image"
+            sequences.append((f"{label} ({source.name})", np.asarray(img.dataobj, dtype=np.float32)))
+    unc = None if result.uncertainty is None else np.asarray(result.uncertainty.dataobj)
+    subject_report(path, title=inputs[0].name if len(inputs) == 1 else f"{len(inputs)} sequences: {inputs[0].name}",
+                   sequences=sequences, mask=mask, affine=result.mask.affine, stats=result.stats, uncertainty=unc,
+                   overwrite=overwrite)
 
 
 def load_input(image_or_path) -> tuple[object, np.ndarray, Path | None]:

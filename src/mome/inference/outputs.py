@@ -187,45 +187,12 @@ def save_preview(image: np.ndarray, mask: np.ndarray, affine: np.ndarray, path: 
     """PNG with three orthogonal slices (sagittal, coronal, axial) and the lesion mask in red.
 
     The slices pass through the centroid of the lesion, or through the volume centre when the mask is
-    empty. Volumes are shown in RAS voxel order (neurological view: the patient's right on the right)
-    with each slice's true aspect ratio.
+    empty (:mod:`mome.report.slices`).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import ListedColormap
-    from matplotlib.figure import Figure
-    from scipy import ndimage
+    from mome.report.slices import lesion_centre, overlay_figure
 
-    from mome.inference.geometry import Reorientation, voxel_spacing
-
-    reor = Reorientation.from_affine(affine)
-    img = reor.to_ras(np.asarray(image, dtype=np.float32))
-    lesion = reor.to_ras(np.asarray(mask) > 0)
-    sx, sy, sz = reor.spacing_to_ras(voxel_spacing(affine))
-    if lesion.any():
-        centre = [int(round(c)) for c in ndimage.center_of_mass(lesion)]
-    else:
-        centre = [n // 2 for n in img.shape]
-    inside = img[img != 0]
-    lo, hi = np.percentile(inside, [1, 99]) if inside.size else (0.0, 1.0)
-    views = [
-        ("sagittal", img[centre[0]], lesion[centre[0]], sz / sy),
-        ("coronal", img[:, centre[1]], lesion[:, centre[1]], sz / sx),
-        ("axial", img[:, :, centre[2]], lesion[:, :, centre[2]], sy / sx),
-    ]
-    # Figure + Agg canvas directly: no pyplot global state, safe in batch runs and without a display
-    fig = Figure(figsize=(12, 4.4), dpi=100)
-    FigureCanvasAgg(fig)
-    for k, (name, sl, ml, aspect) in enumerate(views):
-        ax = fig.add_subplot(1, 3, k + 1)
-        ax.imshow(sl.T, cmap="gray", origin="lower", vmin=lo, vmax=hi if hi > lo else lo + 1,
-                  aspect=aspect, interpolation="nearest")
-        ax.imshow(np.ma.masked_where(~ml.T, ml.T), cmap=ListedColormap(["red"]), origin="lower", alpha=0.5,
-                  aspect=aspect, interpolation="nearest", vmin=0, vmax=1)
-        ax.set_title(f"{name} slice {centre[k]}", fontsize=10)
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    fig = overlay_figure([("", image, np.asarray(mask) > 0, "mask")], affine, lesion_centre(mask, affine), title,
+                         width=12.0)
     with atomic_path(path, overwrite=overwrite) as tmp:
         fig.savefig(str(tmp), format="png")
     return Path(path)

@@ -1,0 +1,1 @@
+"""HTML reports: subject and cohort pages (html), their slice figures (slices) and 3D viewer (viewer)."""
