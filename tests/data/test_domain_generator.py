@@ -63,6 +63,15 @@ def test_samples_are_reproducible_and_labelled_where_the_modality_shows_the_lesi
     assert {"tumour", "none"} <= seen and seen & {"ms", "stroke_acute", "stroke_chronic"}
 
 
+def test_the_share_of_lesion_free_volumes_is_a_setting():
+    from mome.data.domain.generator import GeneratorConfig
+
+    healthy = DomainGenerator([_toy_label_map()], _toy_bank(), spacing_mm=2.0, config=GeneratorConfig(p_no_lesion=1.0))
+    assert all(healthy.sample(np.random.default_rng(s), "FLAIR").case.lesion_type == "none" for s in range(3))
+    sick = DomainGenerator([_toy_label_map()], _toy_bank(), spacing_mm=2.0, config=GeneratorConfig(p_no_lesion=0.0))
+    assert all(sick.sample(np.random.default_rng(s), "FLAIR").case.lesion_type != "none" for s in range(3))
+
+
 def test_lesion_contrast_follows_the_modality():
     """MS lesions are brighter than their host on FLAIR and T2 (the prior's contrast, before noise)."""
     gen = DomainGenerator([_toy_label_map()], _toy_bank(), spacing_mm=2.0)

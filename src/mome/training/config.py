@@ -64,6 +64,7 @@ class TrainConfig:
             (``ms_mni/``, ``stroke_mni/``) for the domain-randomised generator (:mod:`mome.data.domain`).
         domain_fraction: share of the batch positions drawn from that generator instead of the
             collection (0 = collection only; 1 = generated only).
+        domain_no_lesion: share of the generated volumes drawn without a lesion (healthy anatomy).
         cache_dir: None keeps the prepared volumes in memory; a folder stores them as .npy files that
             are memory-mapped (for collections that do not fit in RAM).
         best_ema: smoothing of the per-epoch monitored loss for choosing the "best" weights
@@ -101,6 +102,7 @@ class TrainConfig:
     label_maps: str | None = None
     lesion_masks: str | None = None
     domain_fraction: float = 0.0
+    domain_no_lesion: float = 0.3
     best_ema: float = 0.9
     gradient_checkpointing: bool = False
 
@@ -123,6 +125,8 @@ class TrainConfig:
             raise ConfigError(f"best_ema must be in [0, 1), got {self.best_ema}")
         if not 0.0 <= float(self.domain_fraction) <= 1.0:
             raise ConfigError(f"domain_fraction must be in [0, 1], got {self.domain_fraction}")
+        if not 0.0 <= float(self.domain_no_lesion) <= 1.0:
+            raise ConfigError(f"domain_no_lesion must be in [0, 1], got {self.domain_no_lesion}")
         if self.domain_fraction > 0 and not self.label_maps:
             raise ConfigError("domain_fraction > 0 needs label_maps (--label-maps DIR)")
         if self.num_workers < 0:

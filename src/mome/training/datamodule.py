@@ -62,7 +62,7 @@ class PatchDataModule(L.LightningDataModule):
 
 def build_generator(config: TrainConfig, modalities: Sequence[str]):
     """The domain-randomised generator of a config (label maps registered and cached on first use)."""
-    from mome.data.domain.generator import DomainGenerator
+    from mome.data.domain.generator import DomainGenerator, GeneratorConfig
     from mome.data.domain.label_maps import load_label_maps, on_spacing
     from mome.data.domain.lesion_bank import LesionBank, load_lesion_bank
     from mome.errors import ConfigError
@@ -78,4 +78,5 @@ def build_generator(config: TrainConfig, modalities: Sequence[str]):
         from mome.data.mni import mni_grid
 
         bank = LesionBank(tuple(mni_grid(s)[0]))
-    return DomainGenerator(maps, bank, modalities=modalities, spacing_mm=s)
+    return DomainGenerator(maps, bank, modalities=modalities, spacing_mm=s,
+                           config=GeneratorConfig(p_no_lesion=float(config.domain_no_lesion)))

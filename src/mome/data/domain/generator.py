@@ -60,7 +60,6 @@ LESION_CONTRAST = {
     "DWI": {"ms": (0.0, 0.15), "stroke_acute": (0.35, 0.70), "stroke_chronic": (-0.2, 0.0),
             "oedema": (0.0, 0.15), "rim": (0.05, 0.25), "necrosis": (-0.3, -0.1)},
 }
-P_NO_LESION = 0.30
 #: smallest distance of a labelled one-signed lesion compartment from every normal non-CSF tissue mean
 MIN_MARGIN = 0.08
 P_RANDOM_CONTRAST = 0.15
@@ -70,6 +69,7 @@ P_RANDOM_CONTRAST = 0.15
 class GeneratorConfig:
     """Ranges of the random draws (defaults follow SynthSeg / SynthStroke's spirit at mome's scale)."""
 
+    p_no_lesion: float = 0.30
     rotate_rad: float = 0.15
     scale: float = 0.12
     shift_voxels: float = 4.0
@@ -174,7 +174,7 @@ class DomainGenerator:
         if "stroke_acute" in available:
             available.add("stroke_chronic")  # the same shapes, as cavities
         kinds = [k for k in TASKS[modality] if k in available]
-        kind = "none" if rng.random() < P_NO_LESION or not kinds else kinds[int(rng.integers(len(kinds)))]
+        kind = "none" if rng.random() < cfg.p_no_lesion or not kinds else kinds[int(rng.integers(len(kinds)))]
         source = {"stroke_chronic": "stroke_acute"}.get(kind, kind)
         lesion = self.lesions.paste(source, rng) if source in self.lesions.types() else np.zeros(labels.shape, bool)
         labels, lesion = _affine_deform(labels, lesion, rng, cfg)
