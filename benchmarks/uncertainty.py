@@ -13,6 +13,12 @@ expert disagreement; with --tta also mirror disagreement). Reported:
 * the Spearman correlation, over images with a predicted lesion, of the per-scan uncertainty (mean over
   the predicted lesion) with Dice (a useful per-scan value correlates negatively);
 * the same AUROC per modality.
+
+With ``--fused BraTS,MSSEG`` the test subjects of those datasets with several sequences are segmented as
+one subject each (``mome predict -i ... -i ...``: weighted late fusion) and the same figures are reported
+for the fused uncertainty (the mixture's standard deviation: each sequence's expert spread plus the
+disagreement between sequences); the reference is the subject's whole-lesion label (BraTS's T1ce label is the
+tumour core, so a BraTS subject's label is taken from another sequence).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ def main() -> None:
     ap.add_argument("--tta", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--fused", default=None, help="datasets whose multi-sequence test subjects are fused")
     args = ap.parse_args()
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
@@ -51,15 +58,33 @@ def main() -> None:
     name = record.get("resolved", {}).get("name") or args.model
     test = load_collection(args.collection).filter(split="test").cases
     chosen = []
-    for task in sorted({c.task for c in test}):
-        chosen += [c for c in test if c.task == task][: args.per_task]
+    if args.fused:
+        from mome.inference.subject import predict_subject
+
+        subjects = defaultdict(list)
+        for c in test:
+            if c.dataset in args.fused.split(","):
+                subjects[c.subject].append(c)
+        chosen = [sorted(v, key=lambda c: c.modality) for _, v in sorted(subjects.items()) if len(v) > 1]
+    else:
+        for task in sorted({c.task for c in test}):
+            chosen += [c for c in test if c.task == task][: args.per_task]
     rng = np.random.default_rng(args.seed)
     u_all, wrong_all, by_mod, per_scan = [], [], defaultdict(lambda: ([], [])), []
     t0 = time.perf_counter()
     for case in chosen:
-        img = nib.load(str(case.image))
-        pred = predictor.predict_image(img)
-        ref = np.asarray(nib.load(str(case.label)).dataobj) > 0
+        if args.fused:  # one subject: its sequences fused; the reference from a non-T1ce sequence
+            group = case
+            result = predict_subject([c.image for c in group], predictor)
+            img = nib.load(str(group[0].image))
+            pred = _Fused(np.asarray(result.mask.dataobj), np.asarray(result.uncertainty.dataobj))
+            label = next(c for c in group if c.modality != "T1ce").label
+            cid, modality = group[0].subject, "+".join(c.modality for c in group)
+        else:
+            img = nib.load(str(case.image))
+            pred = predictor.predict_image(img)
+            label, cid, modality = case.label, case.id, case.modality
+        ref = np.asarray(nib.load(str(label)).dataobj) > 0
         mask = pred.mask > 0
         brain = np.asarray(img.dataobj) != 0
         idx = np.flatnonzero(brain)
@@ -68,12 +93,12 @@ def main() -> None:
         wrong = (mask != ref).ravel()[pick]
         u_all.append(u)
         wrong_all.append(wrong)
-        by_mod[case.modality][0].append(u)
-        by_mod[case.modality][1].append(wrong)
+        by_mod[modality][0].append(u)
+        by_mod[modality][1].append(wrong)
         total = int(mask.sum()) + int(ref.sum())
         dice = 1.0 if total == 0 else 2.0 * int((mask & ref).sum()) / total
         scan = uncertainty_stats(pred.uncertainty, mask)["uncertainty_scan"]
-        per_scan.append({"case": case.id, "modality": case.modality, "dice": dice, "uncertainty_scan": scan})
+        per_scan.append({"case": cid, "modality": modality, "dice": dice, "uncertainty_scan": scan})
     secs = time.perf_counter() - t0
     u_all, wrong_all = np.concatenate(u_all), np.concatenate(wrong_all)
     auroc = float(roc_auc_score(wrong_all, u_all))
@@ -81,12 +106,13 @@ def main() -> None:
                if np.concatenate(w).any() and not np.concatenate(w).all()}
     scored = [r for r in per_scan if r["uncertainty_scan"] is not None]
     rho = spearmanr([r["uncertainty_scan"] for r in scored], [r["dice"] for r in scored])
-    summary = {"model": name, "tta": args.tta, "images": len(chosen), "voxels": int(u_all.size),
+    summary = {"model": name, "tta": args.tta, "fused": args.fused, "images": len(chosen), "voxels": int(u_all.size),
                "wrong_fraction": float(wrong_all.mean()), "auroc_wrong_voxels": auroc,
                "auroc_per_modality": per_mod, "spearman_scan_uncertainty_vs_dice": float(rho.statistic),
                "spearman_p": float(rho.pvalue), "images_with_lesion": len(scored), "seconds": secs}
-    print(f"# model {name}, {'expert + mirror' if args.tta else 'expert'} disagreement, {len(chosen)} synthetic "
-          f"test images ({args.per_task} per task), {secs:.0f} s")
+    what = (f"{len(chosen)} fused multi-sequence synthetic test subjects of {args.fused}" if args.fused else
+            f"{len(chosen)} synthetic test images ({args.per_task} per task)")
+    print(f"# model {name}, {'expert + mirror' if args.tta else 'expert'} disagreement, {what}, {secs:.0f} s")
     print(f"AUROC for wrong voxels: {auroc:.3f} ({u_all.size} brain voxels, {wrong_all.mean():.2%} wrong)")
     print("per modality: " + ", ".join(f"{m} {v:.3f}" for m, v in per_mod.items()))
     print(f"Spearman(per-scan uncertainty, Dice) over {len(scored)} images with a predicted lesion: "
@@ -95,6 +121,13 @@ def main() -> None:
         args.out.write_text(json.dumps({"summary": summary, "per_scan": per_scan, "args": vars(args),
                                         "provenance": provenance(seed=args.seed)}, indent=1, default=str))
         print(f"wrote {args.out}")
+
+
+class _Fused:
+    """The two fields of a prediction the measurement reads, for a fused subject."""
+
+    def __init__(self, mask: np.ndarray, uncertainty: np.ndarray):
+        self.mask, self.uncertainty = mask, uncertainty
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import mome
 from mome.cli.main import app
 from mome.errors import ConfigError
-from mome.inference.fusion import declared_modality, fuse, modality_weights
+from mome.inference.fusion import declared_modality, fuse, fused_spread, modality_weights
 from mome.inference.qc import qc_flags
 
 
@@ -103,3 +103,35 @@ def test_cli_fuses_one_subject(tmp_path, tiny_model):
                     "weighted", [0.1, 0.9])
     prob = np.asarray(nib.load(str(tmp_path / "out" / "sub-01_mask_probabilities.nii.gz")).dataobj)
     np.testing.assert_allclose(prob, expected, atol=1e-5)
+
+
+def test_fused_spread_is_the_mixture_standard_deviation():
+    p = [np.array([0.2, 0.9], np.float32), np.array([0.6, 0.9], np.float32)]
+    u = [np.array([0.1, 0.0], np.float32), np.array([0.3, 0.0], np.float32)]
+    # weights 3:1 -> w = (0.75, 0.25); first voxel: mean 0.3, variance 0.75 (0.01 + 0.01) + 0.25 (0.09 + 0.09)
+    np.testing.assert_allclose(fused_spread(p, u, "weighted", [3.0, 1.0]), [np.sqrt(0.06), 0.0], atol=1e-6)
+    # equal weights for mean (and max): 0.5 (0.01 + 0.04) + 0.5 (0.09 + 0.04)
+    np.testing.assert_allclose(fused_spread(p, u, "mean"), [np.sqrt(0.09), 0.0], atol=1e-6)
+    # a sequence the weighted fusion ignores adds nothing
+    np.testing.assert_allclose(fused_spread(p, u, "weighted", [1.0, 0.0]), [0.1, 0.0], atol=1e-6)
+
+
+def test_cli_fused_uncertainty(tmp_path, tiny_model):
+    t1 = _scan(tmp_path / "sub-01_T1w.nii.gz", 0)
+    flair = _scan(tmp_path / "sub-01_FLAIR.nii.gz", 1)
+    out = tmp_path / "out" / "m.nii.gz"
+    code, output = _run("predict", "-i", t1, "-i", flair, "-o", out, "--model", tiny_model, "--device", "cpu",
+                        "--stats", "--uncertainty", "--precision", "fp32")
+    assert code == 0, output
+    from mome.inference.predictor import Predictor
+    from mome.weights.store import load_model, read_model_record
+
+    predictor = Predictor.from_record(load_model(tiny_model), read_model_record(tiny_model), device="cpu",
+                                      patch_size="whole", precision="fp32", uncertainty=True)
+    preds = [predictor.predict_image(nib.load(str(p))) for p in (t1, flair)]
+    expected = fused_spread([q.lesion_probability for q in preds], [q.uncertainty for q in preds], "weighted",
+                            [0.1, 0.9])
+    got = np.asarray(nib.load(str(tmp_path / "out" / "m_uncertainty.nii.gz")).dataobj)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    stats = json.loads((tmp_path / "out" / "m_stats.json").read_text())
+    assert "uncertainty_scan" in stats and "uncertainty_lesions" in stats

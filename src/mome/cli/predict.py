@@ -168,13 +168,9 @@ def _predict_subject(paths: list[Path], out: Path, model, options: dict, flags: 
     check_subject(paths)
     if out.is_dir():
         out = out / paths[0].name
-    if flags["uncertainty"]:
-        from mome.errors import NotImplementedFeatureError
-
-        raise NotImplementedFeatureError("--uncertainty with several sequences is not implemented yet; run each "
-                                         "sequence on its own")
     for p in output_paths(out, probabilities=flags["probabilities"], stats=flags["stats"],
-                          preview=flags["preview"], report=flags["report"]).values():
+                          preview=flags["preview"], report=flags["report"],
+                          uncertainty=flags["uncertainty"]).values():
         check_writable(p, flags["overwrite"])
     images = []
     for path in paths:  # every sequence (and their grid) is checked before the model is loaded

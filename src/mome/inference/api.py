@@ -249,10 +249,7 @@ def predict_to_files(image_path: str | os.PathLike, out: str | os.PathLike, mode
         from mome.inference.subject import predict_subject
 
         if uncertainty:
-            from mome.errors import NotImplementedFeatureError
-
-            raise NotImplementedFeatureError("--uncertainty with several sequences is not implemented yet; run "
-                                             "each sequence on its own")
+            options["uncertainty"] = True
         result = predict_subject(inputs, model, rule=fusion, preprocess=preprocess, registration=registration,
                                  **options)
     else:

@@ -61,12 +61,32 @@ def fuse(probabilities: Sequence[np.ndarray], rule: str = "mean", weights: Seque
         return stack.max(axis=0)
     if rule == "mean":
         return stack.mean(axis=0)
-    if weights is None or len(weights) != len(probabilities):
-        raise ConfigError(f"the weighted fusion needs one weight per sequence ({len(probabilities)})")
+    return np.tensordot(_normalised(weights, len(probabilities)), stack, axes=1).astype(np.float32)
+
+
+def _normalised(weights: Sequence[float] | None, n: int) -> np.ndarray:
+    """The weighted fusion's weights, checked (one per sequence, non-negative, not all zero), summing to 1."""
+    if weights is None or len(weights) != n:
+        raise ConfigError(f"the weighted fusion needs one weight per sequence ({n})")
     w = np.asarray(weights, dtype=np.float64)
     if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
         raise ConfigError(f"fusion weights must be non-negative and not all zero, got {list(weights)}")
-    return np.tensordot(w / w.sum(), stack, axes=1).astype(np.float32)
+    return w / w.sum()
+
+
+def fused_spread(probabilities: Sequence[np.ndarray], spreads: Sequence[np.ndarray], rule: str = "mean",
+                 weights: Sequence[float] | None = None) -> np.ndarray:
+    """The uncertainty of a fused map: the standard deviation of the mixture of the sequences' predictions,
+    ``sqrt(sum_i w_i (u_i^2 + (p_i - pbar)^2))`` with ``pbar = sum_i w_i p_i`` (law of total variance: each
+    sequence's own expert spread ``u_i`` plus the disagreement between sequences). ``w`` are the normalised
+    fusion weights (``mean`` and ``max``: equal weights), so a sequence the fusion ignores adds nothing."""
+    stack = np.stack([np.asarray(p, dtype=np.float64) for p in probabilities])
+    u = np.stack([np.asarray(x, dtype=np.float64) for x in spreads])
+    n = len(probabilities)
+    w = _normalised(weights, n) if rule == "weighted" else np.full(n, 1.0 / n)
+    w = w.reshape(-1, *([1] * (stack.ndim - 1)))
+    mean = (w * stack).sum(axis=0)
+    return np.sqrt((w * (u * u + (stack - mean) ** 2)).sum(axis=0)).astype(np.float32)
 
 
 def modality_weights(modalities: Sequence[str | None], table: dict[str, float]) -> list[float]:

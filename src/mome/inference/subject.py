@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mome.errors import ConfigError, InputError
-from mome.inference.fusion import FUSION_RULES, declared_modality, fuse, modality_weights
+from mome.inference.fusion import FUSION_RULES, declared_modality, fuse, fused_spread, modality_weights
 from mome.inference.outputs import gate_stats, image_like, lesion_stats
 from mome.inference.qc import qc_flags
 
@@ -52,6 +52,8 @@ def predict_subject(paths: Sequence[str | os.PathLike], model=None, *, rule: str
                     preprocess: bool = False, registration: str = "auto", **options):
     """Segment one subject from several sequences; returns a :class:`~mome.inference.api.PredictionResult`.
 
+    With ``uncertainty=True`` the result's ``uncertainty`` is the fused map's
+    (:func:`~mome.inference.fusion.fused_spread`) and the stats get its per-lesion and per-scan means.
     The stats JSON gets ``sequences`` (per sequence: input, declared and implicit modality, fusion weight,
     its own lesion volume) and ``fusion`` (rule, weights and where they come from); ``qc`` warns about
     each sequence whose name and gate disagree and each poor registration.
@@ -78,8 +80,8 @@ def predict_subject(paths: Sequence[str | os.PathLike], model=None, *, rule: str
     if rule == "weighted" and not table:
         rule = "mean"  # no measured reliability for this model: every sequence counts the same
     if preprocess:
-        sequences, weights, fused, brain, records, preds = _preprocessed(predictor, images, paths, registration,
-                                                                         rule, table)
+        sequences, weights, fused, spread, brain, records, preds = _preprocessed(predictor, images, paths,
+                                                                                 registration, rule, table)
     else:
         preds = [predictor.predict_image(img) for img in images]
         regions = [d != 0 for _, d, _ in loaded]
@@ -87,6 +89,7 @@ def predict_subject(paths: Sequence[str | os.PathLike], model=None, *, rule: str
                      for path, pred, region, img in zip(paths, preds, regions, images)]
         weights = _weights(sequences, rule, table)
         fused = fuse([p.lesion_probability for p in preds], rule, weights)
+        spread = _spread(preds, rule, weights)
         brain, records = np.any(regions, axis=0), [None] * len(paths)
     first = images[0]
     mask = (fused > 0.5).astype(np.uint8)
@@ -104,10 +107,24 @@ def predict_subject(paths: Sequence[str | os.PathLike], model=None, *, rule: str
             qc["warnings"] += [f"{path.name}: {w}" for w in
                                qc_flags({}, np.zeros(1), None, None, rec["registration"])["warnings"]]
     stats["qc"] = qc
+    if spread is not None:
+        from mome.inference.uncertainty import uncertainty_stats
+
+        stats.update(uncertainty_stats(spread, mask))
     return PredictionResult(mask=image_like(mask, first, np.uint8, "mome fused lesion mask"),
                             probabilities=image_like(fused.astype(np.float32), first, np.float32,
                                                      "mome fused lesion probability"),
-                            stats=stats, image=first, prediction=preds[0])
+                            stats=stats, image=first, prediction=preds[0],
+                            uncertainty=None if spread is None else image_like(spread, first, np.float32,
+                                                                               "mome fused uncertainty"))
+
+
+def _spread(preds, rule: str, weights) -> np.ndarray | None:
+    """The fused uncertainty (:func:`~mome.inference.fusion.fused_spread`) when the predictor computed the
+    sequences' own, else None."""
+    if any(p.uncertainty is None for p in preds):
+        return None
+    return fused_spread([p.lesion_probability for p in preds], [p.uncertainty for p in preds], rule, weights)
 
 
 def _describe(path: Path, pred, region: np.ndarray, affine: np.ndarray) -> dict:
@@ -153,8 +170,11 @@ def _preprocessed(predictor, images, paths, registration, rule, table):
         fused_mni = fuse([p.lesion_probability for p in preds], rule, weights)
         fused = np.asarray(to_native(fused_mni, preps[0], interpolation="linear", threshold=None).dataobj,
                            dtype=np.float32)
+        spread_mni = _spread(preds, rule, weights)
+        spread = None if spread_mni is None else np.asarray(
+            to_native(spread_mni, preps[0], interpolation="linear", threshold=None).dataobj, dtype=np.float32)
         native_brain = np.asarray(to_native(brain.astype(np.uint8), preps[0],
                                             interpolation="nearest").dataobj) > 0
     if fused.shape != tuple(images[0].shape[:3]):
         raise InputError(f"preprocessing mapped the mask to shape {fused.shape}, not the input's {images[0].shape[:3]}")
-    return sequences, weights, fused, native_brain, records, preds
+    return sequences, weights, fused, spread, native_brain, records, preds
