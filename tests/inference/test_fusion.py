@@ -4,6 +4,7 @@ named bad inputs: tests/reliability/bad_inputs.py)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -135,3 +136,50 @@ def test_cli_fused_uncertainty(tmp_path, tiny_model):
     np.testing.assert_allclose(got, expected, atol=1e-5)
     stats = json.loads((tmp_path / "out" / "m_stats.json").read_text())
     assert "uncertainty_scan" in stats and "uncertainty_lesions" in stats
+
+
+def test_learned_fusion_features_and_formula():
+    from mome.inference.learned_fusion import apply, features, logit
+
+    order = ["T1", "FLAIR"]
+    p = [np.array([0.2, 0.7], np.float32), np.array([0.9, 0.4], np.float32), np.array([0.5, 0.5], np.float32)]
+    x = features(p, ["FLAIR", "FLAIR", "T1"], order)  # two FLAIRs: their logits are averaged
+    np.testing.assert_allclose(x[:, 1], (logit(p[0]) + logit(p[1])) / 2, atol=1e-6)
+    np.testing.assert_allclose(x[:, 0], 0.0, atol=1e-7)  # logit(0.5)
+    np.testing.assert_array_equal(x[:, 2:], 1.0)
+    params = {"modalities": order, "coef": [0.5, 2.0, -1.0, 0.3], "intercept": -0.2}
+    got = apply(p[:1], ["FLAIR"], params)  # T1 absent: neither its logit nor its offset counts
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-(2.0 * logit(p[0]) + 0.3 - 0.2))), atol=1e-5)
+    with pytest.raises(ConfigError, match="knows the modalities"):
+        apply(p[:1], ["DWI"], params)
+    with pytest.raises(ConfigError, match="no learned fusion"):
+        apply(p[:1], ["FLAIR"], None)
+    with pytest.raises(ConfigError, match="malformed"):
+        apply(p[:1], ["FLAIR"], {"modalities": order, "coef": [1.0], "intercept": 0.0})
+
+
+def test_cli_learned_fusion_needs_a_fitted_model(tmp_path, tiny_model):
+    t1 = _scan(tmp_path / "sub-01_T1w.nii.gz", 0)
+    flair = _scan(tmp_path / "sub-01_FLAIR.nii.gz", 1)
+    code, output = _run("predict", "-i", t1, "-i", flair, "-o", tmp_path / "m.nii.gz", "--model", tiny_model,
+                        "--device", "cpu", "--fusion", "learned")
+    assert code != 0 and not (tmp_path / "m.nii.gz").exists()
+    fitted = tmp_path / "fitted"
+    shutil.copytree(tiny_model, fitted)
+    cfg = json.loads((fitted / "config.json").read_text())
+    cfg["fusion_learned"] = {"modalities": ["T1", "T2", "T1ce", "FLAIR", "DWI"],
+                             "coef": [0.2, 0.0, 0.0, 1.5, 0.0, -0.1, 0.0, 0.0, 0.2, 0.0], "intercept": -0.5}
+    (fitted / "config.json").write_text(json.dumps(cfg))
+    code, output = _run("predict", "-i", t1, "-i", flair, "-o", tmp_path / "m.nii.gz", "--model", fitted,
+                        "--device", "cpu", "--fusion", "learned", "--stats", "--precision", "fp32")
+    assert code == 0, output
+    from mome.inference.learned_fusion import apply
+    from mome.inference.predictor import Predictor
+    from mome.weights.store import load_model, read_model_record
+
+    predictor = Predictor.from_record(load_model(fitted), read_model_record(fitted), device="cpu",
+                                      patch_size="whole", precision="fp32")
+    expected = apply([predictor.predict_image(nib.load(str(p))).lesion_probability for p in (t1, flair)],
+                     ["T1", "FLAIR"], cfg["fusion_learned"])
+    np.testing.assert_array_equal(np.asarray(nib.load(str(tmp_path / "m.nii.gz")).dataobj), expected > 0.5)
+    assert json.loads((tmp_path / "m_stats.json").read_text())["fusion"]["rule"] == "learned"

@@ -38,7 +38,7 @@ def bids(
     shard: str = typer.Option(None, "--shard", help="K/N: run the K-th of N disjoint shares of the subjects "
                                                     "(job arrays); the N shards together cover every subject"),
     model: str = typer.Option(None, "-m", "--model", help="registered model name or model folder"),
-    fusion: str = typer.Option(None, "--fusion", help="several sequences: weighted (default), mean or max"),
+    fusion: str = typer.Option(None, "--fusion", help="several sequences: weighted (default), mean, max or learned"),
     preprocess: bool = typer.Option(False, "--preprocess",
                                     help="register each sequence to MNI152 and skull-strip first (raw scans); "
                                          "without it the sequences must be skull-stripped and co-registered"),

@@ -72,7 +72,8 @@ def predict(
                                           "--tta also mirror disagreement) and per-lesion / per-scan values"),
     fusion: str = typer.Option(None, "--fusion",
                                help="with several -i: weighted (default: by the model's measured reliability per "
-                                    "modality), mean or max (README, Multi-sequence fusion)"),
+                                    "modality), mean, max or learned (a stacking fitted on training subjects, "
+                                    "for models that carry one) (README, Multi-sequence fusion)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing outputs"),
 ) -> None:
     from mome.errors import InputError

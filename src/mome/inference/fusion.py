@@ -8,6 +8,8 @@ probabilities are combined voxel by voxel. Rules:
   Dice per modality measured on training images: a T1, where lesions are faint, counts less than a
   FLAIR). The modality is the declared one (file name or BIDS suffix), else the gate's implicit one.
 * ``max``: the voxel-wise maximum (a lesion seen on any sequence).
+* ``learned``: logistic stacking of the sequences' lesion logits with per-modality weights fitted on
+  training subjects (:mod:`mome.inference.learned_fusion`; only for models that carry the fit).
 
 Which rule is the default is decided by measurement (``benchmarks/fusion.py``, README).
 """
@@ -22,7 +24,7 @@ import numpy as np
 
 from mome.errors import ConfigError
 
-FUSION_RULES = ("mean", "weighted", "max")
+FUSION_RULES = ("mean", "weighted", "max", "learned")
 
 # file-name tokens of each modality: BIDS suffixes (T1w + a ce- entity = T1ce) and mome's own names
 _TOKENS = [("T1ce", re.compile(r"(^|[_\-.])(t1ce|t1c|t1gd|ce-[a-z0-9]+.*_t1w)([_\-.]|$)")),
@@ -54,6 +56,8 @@ def fuse(probabilities: Sequence[np.ndarray], rule: str = "mean", weights: Seque
     """
     if rule not in FUSION_RULES:
         raise ConfigError(f"unknown fusion rule {rule!r}; use one of {', '.join(FUSION_RULES)}")
+    if rule == "learned":
+        raise ConfigError("the learned fusion needs the sequences' modalities: mome.inference.learned_fusion.apply")
     if not probabilities:
         raise ConfigError("nothing to fuse: no sequence")
     stack = np.stack([np.asarray(p, dtype=np.float32) for p in probabilities])
@@ -79,7 +83,7 @@ def fused_spread(probabilities: Sequence[np.ndarray], spreads: Sequence[np.ndarr
     """The uncertainty of a fused map: the standard deviation of the mixture of the sequences' predictions,
     ``sqrt(sum_i w_i (u_i^2 + (p_i - pbar)^2))`` with ``pbar = sum_i w_i p_i`` (law of total variance: each
     sequence's own expert spread ``u_i`` plus the disagreement between sequences). ``w`` are the normalised
-    fusion weights (``mean`` and ``max``: equal weights), so a sequence the fusion ignores adds nothing."""
+    fusion weights (``mean``, ``max`` and ``learned``: equal weights), so a sequence the fusion ignores adds nothing."""
     stack = np.stack([np.asarray(p, dtype=np.float64) for p in probabilities])
     u = np.stack([np.asarray(x, dtype=np.float64) for x in spreads])
     n = len(probabilities)

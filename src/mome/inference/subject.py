@@ -79,16 +79,21 @@ def predict_subject(paths: Sequence[str | os.PathLike], model=None, *, rule: str
     table = record.get("fusion_weights") or {}
     if rule == "weighted" and not table:
         rule = "mean"  # no measured reliability for this model: every sequence counts the same
+    learned = None
+    if rule == "learned":
+        from mome.inference.learned_fusion import check_params
+
+        learned = check_params(record.get("fusion_learned"))
     if preprocess:
         sequences, weights, fused, spread, brain, records, preds = _preprocessed(predictor, images, paths,
-                                                                                 registration, rule, table)
+                                                                                 registration, rule, table, learned)
     else:
         preds = [predictor.predict_image(img) for img in images]
         regions = [d != 0 for _, d, _ in loaded]
         sequences = [_describe(path, pred, region, img.affine)
                      for path, pred, region, img in zip(paths, preds, regions, images)]
         weights = _weights(sequences, rule, table)
-        fused = fuse([p.lesion_probability for p in preds], rule, weights)
+        fused = _fuse(preds, sequences, rule, weights, learned)
         spread = _spread(preds, rule, weights)
         brain, records = np.any(regions, axis=0), [None] * len(paths)
     first = images[0]
@@ -97,7 +102,8 @@ def predict_subject(paths: Sequence[str | os.PathLike], model=None, *, rule: str
     stats.update(input=[str(p) for p in paths], model=(record.get("resolved") or {}).get("name"),
                  shape=[int(s) for s in first.shape[:3]], preprocessed=bool(preprocess), sequences=sequences,
                  fusion={"rule": rule, "weights": weights,
-                         "weights_from": record.get("fusion_weights_source") if rule == "weighted" else None})
+                         "weights_from": record.get("fusion_weights_source") if rule == "weighted" else
+                         (learned or {}).get("source")})
     qc = qc_flags(stats, mask, brain)
     for seq in sequences:
         qc["warnings"] += [f"{Path(seq['input']).name}: {w}" for w in
@@ -117,6 +123,15 @@ def predict_subject(paths: Sequence[str | os.PathLike], model=None, *, rule: str
                             stats=stats, image=first, prediction=preds[0],
                             uncertainty=None if spread is None else image_like(spread, first, np.float32,
                                                                                "mome fused uncertainty"))
+
+
+def _fuse(preds, sequences: list[dict], rule: str, weights, learned: dict | None) -> np.ndarray:
+    probabilities = [p.lesion_probability for p in preds]
+    if rule == "learned":
+        from mome.inference.learned_fusion import apply
+
+        return apply(probabilities, [s["modality_used"] for s in sequences], learned)
+    return fuse(probabilities, rule, weights)
 
 
 def _spread(preds, rule: str, weights) -> np.ndarray | None:
@@ -146,7 +161,7 @@ def _weights(sequences: list[dict], rule: str, table: dict) -> list[float] | Non
     return weights
 
 
-def _preprocessed(predictor, images, paths, registration, rule, table):
+def _preprocessed(predictor, images, paths, registration, rule, table, learned=None):
     """Each sequence to MNI, predicted and fused there; the fused map back on the first sequence's grid."""
     import nibabel as nib
 
@@ -167,7 +182,7 @@ def _preprocessed(predictor, images, paths, registration, rule, table):
             sequences.append(_describe(path, pred, brain, mni_img.affine))
             records.append(json.loads(prep.record_path.read_text()))
         weights = _weights(sequences, rule, table)
-        fused_mni = fuse([p.lesion_probability for p in preds], rule, weights)
+        fused_mni = _fuse(preds, sequences, rule, weights, learned)
         fused = np.asarray(to_native(fused_mni, preps[0], interpolation="linear", threshold=None).dataobj,
                            dtype=np.float32)
         spread_mni = _spread(preds, rule, weights)
