@@ -26,7 +26,8 @@ def write_report(out: Path, bp: BenchmarkPreset, seed: int, chosen, results, ski
     if ablations:
         components = {comp: {LABELS.get(n, n): ABLATION_COMPONENTS[n][comp] for n in ablation_names}
                       for comp in ABLATION_COMPONENTS["mome"]}
-    tables = comparison_tables(foundation, ablations=ablations, reference_systems=reference, components=components)
+    tables = comparison_tables(foundation, ablations=ablations, reference_systems=reference, components=components,
+                               confidence=True, seed=seed)
     figures = _figures(out / "figures", foundation, reference, chosen, collection, runs, log)
     reading = _reading(results, chosen, bp)
     md = [f"# mome benchmark ({bp.name})", "",

@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from mome.errors import ConfigError
+from mome.evaluation.confidence import CellSpec
 from mome.evaluation.result import EvalResult, TaskInfo, group_order, order_tasks
 
 METRIC_LABELS = {"dice": "Dice", "hd95_mm": "HD95 (mm)", "avd_ml": "AVD (ml)", "lesion_f1": "Lesion F1"}
@@ -25,12 +28,18 @@ Cell = float | str | None
 class TableRow:
     """One row: its label cells and one value per system (float, a text cell, or None for "-").
 
-    ``bold=False`` rows (e.g. GPU memory) never get a best value in bold.
+    ``bold=False`` rows (e.g. GPU memory) never get a best value in bold. ``spec`` says which images the
+    row aggregates and how (for its confidence intervals); ``intervals`` (system -> 95% interval) and
+    ``test`` (the paired test of the bolded system against the runner-up) are filled by
+    :func:`add_confidence`.
     """
 
     labels: list[str]
     values: dict[str, Cell]
     bold: bool = True
+    spec: CellSpec | None = None
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    test: dict | None = None
 
 
 @dataclass
@@ -60,6 +69,9 @@ class Table:
             return "-"
         return v if isinstance(v, str) else f"{v:.{self.digits}f}"
 
+    def _interval(self, ci) -> str:
+        return "" if ci is None else f" [{ci[0]:.{min(self.digits, 3)}f}, {ci[1]:.{min(self.digits, 3)}f}]"
+
     def to_markdown(self) -> str:
         """A GitHub-flavoured Markdown table with a title line and notes; best values in bold."""
         head = self.label_columns + [s + (" (reference)" if s in self.reference_systems else "")
@@ -73,22 +85,39 @@ class Table:
             labels = [("" if i < len(prev) and prev[:i + 1] == row.labels[:i + 1] else lab)
                       for i, lab in enumerate(row.labels)]
             prev = row.labels
-            cells = [f"**{self._fmt(row.values.get(s))}**" if s in best else self._fmt(row.values.get(s))
-                     for s in self.systems]
+            cells = [(f"**{self._fmt(row.values.get(s))}**" if s in best else self._fmt(row.values.get(s)))
+                     + self._interval(row.intervals.get(s)) for s in self.systems]
             lines.append("| " + " | ".join(labels + cells) + " |")
         if self.notes:
             lines += [""] + [f"- {n}" for n in self.notes]
+        tests = [(row, row.test) for row in self.rows if row.test]
+        if tests:
+            lines += ["", "Paired tests of each bolded value against the row's runner-up (same images):", ""]
+            for row, t in tests:
+                lines.append(f"- {' / '.join(x for x in row.labels if x)}: {t['best']} - {t['runner_up']} = "
+                             f"{t['difference']:+.4f} [{t['interval'][0]:+.4f}, {t['interval'][1]:+.4f}], "
+                             f"bootstrap p {_p(t)}, Wilcoxon p = {t['p_wilcoxon']:.3g} "
+                             f"({t['images']} images): {t['verdict']}")
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
         return {"title": self.title, "label_columns": self.label_columns, "systems": self.systems,
                 "reference_systems": self.reference_systems, "higher_is_better": self.higher_is_better,
                 "rows": [{"labels": r.labels, "values": {s: r.values.get(s) for s in self.systems},
-                          "best": self.best(r)} for r in self.rows],
+                          "best": self.best(r),
+                          "intervals": {s: list(ci) for s, ci in r.intervals.items()} or None,
+                          "test": r.test} for r in self.rows],
                 "notes": self.notes}
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
+def _p(test: dict) -> str:
+    """The bootstrap p-value as text; 0 means no resample reached 0: ``< 1/N``."""
+    if test["p_bootstrap"] == 0:
+        return f"< {1 / test.get('resamples', 2000):.1g}"
+    return f"= {test['p_bootstrap']:.3g}"
+
+
 def _check(results: Mapping[str, EvalResult], reference_systems: Sequence[str], metric: str) -> None:
     if not results:
         raise ConfigError("no systems to compare: pass at least one evaluation result")
@@ -138,7 +167,7 @@ def _level_rows(results, metric: str, seen: bool, labels_prefix: list[str]) -> l
     for lv, lab in LEVEL_LABELS.items():
         vals = {s: (r.level(metric, lv, seen) if tasks and _complete(r, tasks) else None)
                 for s, r in results.items()}
-        rows.append(TableRow(labels_prefix + [lab], vals))
+        rows.append(TableRow(labels_prefix + [lab], vals, spec=CellSpec(tuple(tasks), lv) if tasks else None))
     return rows
 
 
@@ -179,7 +208,7 @@ def table2_unseen(results: Mapping[str, EvalResult], *, metric: str = "dice",
         vals = {}
         for s, r in results.items():
             vals[s] = r.dataset_means(metric, False).get(dataset) if _complete(r, tasks) else None
-        t.rows.append(TableRow([dataset], vals))
+        t.rows.append(TableRow([dataset], vals, spec=CellSpec(tuple(tasks), "dataset")))
     if not per:
         t.notes.append("No unseen datasets were evaluated.")
     return t
@@ -205,7 +234,8 @@ def table3_ablations(results: Mapping[str, EvalResult], *, metric: str = "dice",
     unseen = [x.task for x in union_tasks(results, False)]
     t.rows.append(TableRow(["Unseen datasets", "Dataset-level"],
                            {s: (r.level(metric, "dataset", False) if unseen and _complete(r, unseen) else None)
-                            for s, r in results.items()}))
+                            for s, r in results.items()},
+                           spec=CellSpec(tuple(unseen), "dataset") if unseen else None))
     return t
 
 
@@ -225,28 +255,63 @@ def supplementary_table1(results: Mapping[str, EvalResult], *, metric: str = "di
         vals = {s: r.task_means(metric).get(info.task) if _complete(r, [info.task]) else None
                 for s, r in results.items()}
         setting = "Seen datasets" if info.seen else "Unseen datasets"
-        t.rows.append(TableRow([setting, info.dataset, info.modality, str(ids[info.task])], vals))
+        t.rows.append(TableRow([setting, info.dataset, info.modality, str(ids[info.task])], vals,
+                               spec=CellSpec((info.task,), "task")))
     for setting, by in (("Lesion level", "lesion_group"), ("Modality level", "modality")):
         per: dict[str, list[str]] = {}
         for info in tasks:
             per.setdefault(getattr(info, by), []).append(info.task)
         for g in group_order(by, per):
             vals = {s: _mean_of_tasks(r, per[g], metric) for s, r in results.items()}
-            t.rows.append(TableRow([setting, g, "", ",".join(str(ids[x]) for x in per[g])], vals))
+            t.rows.append(TableRow([setting, g, "", ",".join(str(ids[x]) for x in per[g])], vals,
+                                   spec=CellSpec(tuple(per[g]), "task")))
     return t
 
 
 def comparison_tables(results: Mapping[str, EvalResult], *, ablations: Mapping[str, EvalResult] | None = None,
                       metric: str = "dice", reference_systems: Sequence[str] = (),
-                      components: Mapping[str, Mapping[str, bool]] | None = None) -> dict[str, Table]:
-    """All paper tables: ``table1``, ``table2``, ``supplementary_table1`` and, given ablations, ``table3``."""
+                      components: Mapping[str, Mapping[str, bool]] | None = None,
+                      confidence: bool = False, seed: int = 0) -> dict[str, Table]:
+    """All paper tables: ``table1``, ``table2``, ``supplementary_table1`` and, given ablations, ``table3``;
+    with ``confidence`` every cell gets its 95% interval and every bolded row its paired test
+    (:func:`add_confidence`)."""
     out = {"table1": table1_seen(results, metric=metric, reference_systems=reference_systems),
            "table2": table2_unseen(results, metric=metric, reference_systems=reference_systems)}
     if ablations:
         out["table3"] = table3_ablations(ablations, metric=metric, components=components)
     out["supplementary_table1"] = supplementary_table1(results, metric=metric,
                                                        reference_systems=reference_systems)
+    if confidence:
+        for name, table in out.items():
+            add_confidence(table, ablations if name == "table3" else results, metric, seed=seed)
     return out
+
+
+def add_confidence(table: Table, results: Mapping[str, EvalResult], metric: str = "dice", *,
+                   seed: int = 0) -> Table:
+    """Fill every numeric cell's 95% bootstrap interval and each bolded row's paired test
+    (:mod:`mome.evaluation.confidence`); cells over non-finite scores keep no interval."""
+    from mome.evaluation.confidence import interval, paired_test, verdict
+
+    for row in table.rows:
+        if row.spec is None:
+            continue
+        numeric = {s: v for s, v in row.values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and np.isfinite(v)}
+        for s in numeric:
+            ci = interval(results[s], row.spec, metric, seed=seed)
+            if ci is not None:
+                row.intervals[s] = ci
+        best = table.best(row)
+        others = {s: v for s, v in numeric.items() if s not in table.reference_systems and s not in best}
+        if len(best) == 1 and others:
+            runner = (max if table.higher_is_better else min)(others, key=others.get)
+            test = paired_test(results[best[0]], results[runner], row.spec, metric, seed=seed)
+            if test is not None:
+                row.test = {"best": best[0], "runner_up": runner, **test, "verdict": verdict(test)}
+    table.notes.append("[a, b]: 95% bootstrap interval (test images resampled within each task, 2,000 "
+                       "resamples, seeded); a paired test is listed under the table for every bolded value.")
+    return table
 
 
 def tables_markdown(tables: Mapping[str, Table]) -> str:
