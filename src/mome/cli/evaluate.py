@@ -93,6 +93,9 @@ def compare(
                                         help="system shown but not bolded (e.g. task-specific nnU-Nets)"),
     ablation: list[str] = typer.Option([], "--ablation", help="NAME=PATH per ablation system (Table 3)"),
     metric: str = typer.Option("dice", "--metric", help="dice, hd95_mm, avd_ml or lesion_f1"),
+    confidence: bool = typer.Option(True, "--confidence/--no-confidence",
+                                    help="95% bootstrap interval per cell and a paired test per bolded value"),
+    seed: int = typer.Option(0, "--seed", help="seed of the bootstrap resampling"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing outputs"),
 ) -> None:
     import json
@@ -108,10 +111,11 @@ def compare(
     paths = [check_writable(out / f, overwrite) for f in ("tables.md", "tables.json", "radar.png")]
     results = _named_paths(systems, "system")
     ablations = _named_paths(ablation, "ablation")
-    tables = comparison_tables(results, ablations=ablations or None, metric=metric, reference_systems=reference)
+    tables = comparison_tables(results, ablations=ablations or None, metric=metric, reference_systems=reference,
+                               confidence=confidence, seed=seed)
     payload = {"tables": tables_dict(tables), "systems": {k: r.config for k, r in results.items()},
                "ablations": {k: r.config for k, r in ablations.items()}, "metric": metric,
-               "provenance": provenance()}
+               "provenance": provenance(seed=seed)}
     console = Console()
     scores = {k: v for k, v in radar_scores(results, metric=metric).items() if k not in reference}
     write_text_atomic(paths[0], tables_markdown(tables), overwrite=overwrite)
