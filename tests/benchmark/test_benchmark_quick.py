@@ -27,6 +27,10 @@ def test_quick_benchmark_writes_every_table_and_figure(tmp_path, monkeypatch):
     clicks = results["interactive"]["sam-med3d"]  # the interactive row: Dice after each of the 10 clicks
     assert clicks["clicks"] == 10 and len(clicks["mean_dice_per_click"]) == 10 and clicks["rule"] == "ritm"
     assert "interactive, not automatic" in report
+    assert "## The paper's claims" in report and "| Table 1: seen:task | MoME | > nnU-Net (single) |" in (
+        out / "fidelity.md").read_text()
+    assert any(c["claim"] == "Table 1: seen:task" and c["b"] == "single" for c in results["fidelity"])
+    assert results["tables"]["table1"]["rows"][0]["intervals"]["MoME"]  # every cell carries its interval
     assert results["provenance"]["seed"] == 0 and "torch" in results["provenance"]["versions"]
     assert results["provenance"]["inference"] == {"precision": "fp32", "patch_size": "whole"}
     for fig in ("radar.png", "tsne.png"):

@@ -48,9 +48,18 @@ def write_report(out: Path, bp: BenchmarkPreset, seed: int, chosen, results, ski
     md += [f"![{k}](figures/{Path(v).name})" for k, v in figures.items() if v]
     md += ["", "## Reading", "", *[f"- {line}" for line in reading], "", "## Time per step (s)", "",
            "| step | seconds |", "|---|---|", *[f"| {k} | {v:.0f} |" for k, v in timings.items()]]
+    from mome.benchmark.fidelity import check_claims, fidelity_markdown
+
+    fidelity = check_claims(results, seed)
+    (out / "fidelity.md").write_text(fidelity_markdown(
+        fidelity, LABELS, f"The paper's claims in this run ({bp.name} preset, seed {seed}; synthetic data)"))
+    md += ["", "## The paper's claims", "", "Each ordering of the paper's tables, tested on this run's test images "
+           "(paired bootstrap + Wilcoxon): `fidelity.md`. Verdicts: " + ", ".join(
+               f"{v} {sum(r['verdict'] == v for r in fidelity)}" for v in ("holds", "within noise", "reversed",
+                                                                           "not shown")) + "."]
     (out / "report.md").write_text("\n".join(md) + "\n")
     summaries = {n: results[n].summary() for n in results}
-    return {"tables": tables_dict(tables), "summaries": summaries, "reading": reading,
+    return {"tables": tables_dict(tables), "summaries": summaries, "reading": reading, "fidelity": fidelity,
             "figures": {k: str(v) for k, v in figures.items() if v},
             "skipped": {k: v for k, v in skipped.items() if v},
             "interactive": {k: v for k, v in interactive.items() if v}}

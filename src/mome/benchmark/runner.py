@@ -21,7 +21,8 @@ BENCHMARK_FILE = "benchmark.json"
 
 def run_benchmark(preset: str | BenchmarkPreset, out: str | os.PathLike, *, seed: int = 0,
                   systems: list[str] | None = None, overwrite: bool = False, device: str = "auto",
-                  log: Callable[[str], None] = print, progress: bool = True) -> dict:
+                  log: Callable[[str], None] = print, progress: bool = True,
+                  data: str | os.PathLike | None = None, data_seed: int | None = None) -> dict:
     """Run the whole benchmark into ``out`` and return the results dict (also ``out/results.json``).
 
     Args:
@@ -33,6 +34,8 @@ def run_benchmark(preset: str | BenchmarkPreset, out: str | os.PathLike, *, seed
         device: inference device.
         log: one-line status messages.
         progress: training progress bars.
+        data: the synthetic data folder (default ``out/data``); several seeds share one (``mome.benchmark.seeds``).
+        data_seed: seed of the synthetic data (default ``seed``).
     """
     from mome.training.systems import get_system
     from mome.utils.provenance import provenance
@@ -42,13 +45,17 @@ def run_benchmark(preset: str | BenchmarkPreset, out: str | os.PathLike, *, seed
     for name in chosen:
         get_system(name)  # unknown names fail before any work
     out = Path(out)
+    data_seed = seed if data_seed is None else int(data_seed)
+    data_dir = out / "data" if data is None else Path(data)
     settings = {"preset": bp.name, "seed": seed, "systems": chosen, "synth": bp.synth, "train": bp.train,
-                "train_overrides": bp.train_overrides}
+                "train_overrides": bp.train_overrides,  # the data's seed and folder only where they differ
+                **({} if data_seed == seed else {"data_seed": data_seed}),
+                **({} if data is None else {"data": str(data_dir)})}
     _prepare(out, settings, overwrite)
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    collection = _data(out / "data", bp.synth, seed, log)
+    collection = _data(data_dir, bp.synth, data_seed, log)
     timings["synthesise"] = time.perf_counter() - t0
 
     runs = out / "runs"
