@@ -130,3 +130,24 @@ def test_training_module_switches_checkpointing_on_in_the_network():
     TrainingModule(net, objective=None, config=cfg)
     assert net.gradient_checkpointing
     assert all(e.gradient_checkpointing for e in net.experts)
+
+
+def test_gate_learning_rate_scale_gives_the_gate_its_own_rate():
+    from mome.training.config import get_train_config
+    from mome.training.module import TrainingModule
+    from mome.training.objectives import Objective
+
+    class Plain(Objective):  # the default optimiser (nnU-Net's SGD)
+        term_names = ("loss",)
+
+        def step(self, *args):
+            raise AssertionError("not called")
+
+    net = mome.create_model("tiny")
+    cfg = get_train_config("tiny", "joint").replace(gate_lr_scale=10.0)
+    groups = TrainingModule(net, objective=Plain(), config=cfg).configure_optimizers()["optimizer"].param_groups
+    assert [g["lr"] for g in groups] == [pytest.approx(cfg.initial_lr), pytest.approx(10 * cfg.initial_lr)]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in net.gate.parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+    one = TrainingModule(net, objective=Plain(), config=get_train_config("tiny", "joint")).configure_optimizers()
+    assert len(one["optimizer"].param_groups) == 1

@@ -50,6 +50,8 @@ class TrainConfig:
         dice_weight, ce_weight: weights of the soft Dice (no background) and cross-entropy terms.
         deep_supervision: supervise every decoder level (weights 1, 1/2, ..., lowest 0, normalised).
         curriculum: eq. 2 (f = (1 - epoch/epochs)^2) for MoME; False gives eq. 4 (fused loss only).
+        gate_lr_scale: the gating network's learning rate as a multiple of ``initial_lr`` (MoME only; the
+            paper and the released code: 1, one rate for gate and experts).
         grad_clip_norm: max gradient norm (nnU-Net: 12).
         grad_clip_scope: ``all`` parameters (nnU-Net's rule, our default), ``gate`` only (the released
             MoME code's rule) or ``none``.
@@ -91,6 +93,7 @@ class TrainConfig:
     ce_weight: float = 1.0
     deep_supervision: bool = True
     curriculum: bool = True
+    gate_lr_scale: float = 1.0
     grad_clip_norm: float = 12.0
     grad_clip_scope: str = "all"
     precision: str = "32"
@@ -125,6 +128,8 @@ class TrainConfig:
             raise ConfigError(f"best_ema must be in [0, 1), got {self.best_ema}")
         if not 0.0 <= float(self.domain_fraction) <= 1.0:
             raise ConfigError(f"domain_fraction must be in [0, 1], got {self.domain_fraction}")
+        if not float(self.gate_lr_scale) > 0:
+            raise ConfigError(f"gate_lr_scale must be > 0, got {self.gate_lr_scale}")
         if not 0.0 <= float(self.domain_no_lesion) <= 1.0:
             raise ConfigError(f"domain_no_lesion must be in [0, 1], got {self.domain_no_lesion}")
         if self.domain_fraction > 0 and not self.label_maps:

@@ -48,7 +48,13 @@ class TrainingModule(L.LightningModule):
         custom = self.objective.configure_optimizer(self.network, cfg)
         if custom is not None:
             return custom
-        optimizer = torch.optim.SGD(self.network.parameters(), lr=cfg.initial_lr, momentum=cfg.momentum,
+        params = self.network.parameters()
+        gate = getattr(self.network, "gate", None)
+        if gate is not None and float(cfg.gate_lr_scale) != 1.0:  # the gate on its own learning rate
+            gate_ids = {id(p) for p in gate.parameters()}
+            params = [{"params": [p for p in self.network.parameters() if id(p) not in gate_ids]},
+                      {"params": list(gate.parameters()), "lr": cfg.initial_lr * float(cfg.gate_lr_scale)}]
+        optimizer = torch.optim.SGD(params, lr=cfg.initial_lr, momentum=cfg.momentum,
                                     nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=cfg.epochs, power=cfg.lr_exponent)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
