@@ -1,7 +1,7 @@
 """Dice of a model (default: the embedded mome-cpu-synth) on synthetic test tasks and on a real MS case.
 
     python benchmarks/embedded_model.py --collection data/synth_cpu/collection.json --per-task 2 \
-        --real ../shared/data/real/ms_patient07 --template
+        --real ../shared/data/real/ms_patient07 --template --healthy 3 --label-maps ../shared/data/label_maps/synthseg
 
 Predicts the first N test images of every task (dataset x modality) of the collection, evaluates them with
 mome.evaluation, and predicts each of the real case's modalities (t1, t1ce, t2, flair) against its
@@ -32,6 +32,10 @@ def main() -> None:
                          "predicted there, and the FLAIR and T2 masks compared (Dice in MNI space) with volumes")
     ap.add_argument("--template", action="store_true",
                     help="also predict nilearn's healthy MNI152 T1 template (1 mm, skull-stripped): false positives")
+    ap.add_argument("--healthy", type=int, default=0,
+                    help="also predict N lesion-free volumes per modality of the domain-randomised generator "
+                         "(real SynthSeg anatomies, 2 mm; needs --label-maps): false positives on healthy anatomy")
+    ap.add_argument("--label-maps", type=Path, default=None, help="SynthSeg label maps for --healthy")
     ap.add_argument("--sliding-window", action="store_true",
                     help="sliding windows of the training patch instead of mome predict's whole-volume default")
     args = ap.parse_args()
@@ -89,6 +93,26 @@ def main() -> None:
 
         print(f"\nhealthy MNI152 template (nilearn, 1 mm): {ml:.2f} ml predicted lesion in "
               f"{ndimage.label(mask, np.ones((3, 3, 3)))[1]} component(s)")
+    if args.healthy:
+        from mome.data.domain.generator import TISSUE_PRIORS, DomainGenerator, GeneratorConfig
+        from mome.data.domain.label_maps import load_label_maps, on_spacing
+        from mome.data.domain.lesion_bank import LesionBank
+        from mome.data.mni import mni_grid
+
+        if args.label_maps is None:
+            ap.error("--healthy needs --label-maps")
+        shape = mni_grid(2.0)[0]
+        gen = DomainGenerator([on_spacing(m.labels, 2.0) for m in load_label_maps(args.label_maps, 1.0)],
+                              LesionBank(tuple(shape)), spacing_mm=2.0, config=GeneratorConfig(p_no_lesion=1.0))
+        print(f"\nlesion-free generated volumes (real anatomies, 2 mm; {args.healthy} per modality, seeds 0..)\n")
+        print("| modality | predicted ml (mean) | max |\n|---|---|---|")
+        for mod in TISSUE_PRIORS:
+            mls = []
+            for seed in range(args.healthy):
+                case = gen.sample(np.random.default_rng(10_000 + seed), mod)
+                mask = predictor.predict_array(case.image, (2.0, 2.0, 2.0)).mask > 0
+                mls.append(mask.sum() * 8.0 / 1000)
+            print(f"| {mod} | {np.mean(mls):.1f} | {np.max(mls):.1f} |")
     if args.tcga:
         from mome.data.preprocess import preprocess
 
