@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     from mome.bids.example import collection_to_bids
+    from mome.evaluation.metrics import dice as dice_score
     from mome.data.collection import load_collection
     from mome.utils.provenance import provenance
 
@@ -81,8 +82,7 @@ def main() -> None:
         first = meta["Sources"][0].removeprefix("bids:raw:")
         ref = np.asarray(nib.load(references[first]).dataobj) > 0
         pred = np.asarray(nib.load(str(path.with_name(path.name.replace(".json", ".nii.gz")))).dataobj) > 0
-        total = int(ref.sum() + pred.sum())
-        dice[path.name.split("_")[0]] = {"dice": 1.0 if total == 0 else 2 * int((ref & pred).sum()) / total,
+        dice[path.name.split("_")[0]] = {"dice": dice_score(pred, ref),
                                          "sequences": [s["modality"] for s in meta["MomeSettings"]["sequences"]]}
     record["dice"] = dice
     record["mean_dice"] = float(np.mean([d["dice"] for d in dice.values()]))

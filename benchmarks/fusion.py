@@ -25,10 +25,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-
-def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    total = int(pred.sum()) + int(ref.sum())
-    return 1.0 if total == 0 else 2.0 * int((pred & ref).sum()) / total
+from mome.evaluation.metrics import dice as _dice
 
 
 def main() -> None:

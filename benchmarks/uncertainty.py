@@ -49,6 +49,7 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     from mome.data.collection import load_collection
+    from mome.evaluation.metrics import dice as dice_score
     from mome.inference.predictor import Predictor
     from mome.inference.uncertainty import uncertainty_stats
     from mome.utils.provenance import provenance
@@ -95,8 +96,7 @@ def main() -> None:
         wrong_all.append(wrong)
         by_mod[modality][0].append(u)
         by_mod[modality][1].append(wrong)
-        total = int(mask.sum()) + int(ref.sum())
-        dice = 1.0 if total == 0 else 2.0 * int((mask & ref).sum()) / total
+        dice = dice_score(mask, ref)
         scan = uncertainty_stats(pred.uncertainty, mask)["uncertainty_scan"]
         per_scan.append({"case": cid, "modality": modality, "dice": dice, "uncertainty_scan": scan})
     secs = time.perf_counter() - t0

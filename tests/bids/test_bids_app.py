@@ -13,7 +13,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import mome
 from mome.bids.layout import check_bids_root, find_units, open_layout, parse_shard, select_subjects
 from mome.cli.main import app
 from mome.errors import ConfigError
@@ -61,14 +60,10 @@ def make_dataset(root, n_subjects=5):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("bids_models") / "tiny"
-    mome.save_model(mome.create_model("tiny"), folder,
-                    metadata={"patch_size": [16, 16, 16], "spacing_mm": [1.0, 1.0, 1.0], "modalities": ["T1"]})
+def tiny(tiny_mome_folder):
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield folder
+    yield tiny_mome_folder
     torch.set_num_threads(previous)
 
 

@@ -76,6 +76,15 @@ def _scan(path, seed, shape=(20, 23, 17), affine=None):
     return path
 
 
+def _reference_predictor(model_dir, **options):
+    """The model's own predictor with the CLI's settings (fp32, one whole-volume window): the reference."""
+    from mome.inference.predictor import Predictor
+    from mome.weights.store import load_model, read_model_record
+
+    return Predictor.from_record(load_model(model_dir), read_model_record(model_dir), device="cpu",
+                                 patch_size="whole", precision="fp32", **options)
+
+
 def _run(*args):
     result = CliRunner().invoke(app, [str(a) for a in args])
     return result.exit_code, result.output
@@ -95,11 +104,7 @@ def test_cli_fuses_one_subject(tmp_path, tiny_model):
     assert [s["declared_modality"] for s in stats["sequences"]] == ["T1", "FLAIR"]
     assert stats["fusion"]["rule"] == "weighted" and stats["fusion"]["weights"] == [0.1, 0.9]
     # the fused map is the weighted mean of the per-sequence maps of the same model
-    from mome.inference.predictor import Predictor
-    from mome.weights.store import load_model, read_model_record
-
-    predictor = Predictor.from_record(load_model(tiny_model), read_model_record(tiny_model), device="cpu",
-                                      patch_size="whole", precision="fp32")
+    predictor = _reference_predictor(tiny_model)
     expected = fuse([predictor.predict_image(nib.load(str(p))).lesion_probability for p in (t1, flair)],
                     "weighted", [0.1, 0.9])
     prob = np.asarray(nib.load(str(tmp_path / "out" / "sub-01_mask_probabilities.nii.gz")).dataobj)
@@ -124,11 +129,7 @@ def test_cli_fused_uncertainty(tmp_path, tiny_model):
     code, output = _run("predict", "-i", t1, "-i", flair, "-o", out, "--model", tiny_model, "--device", "cpu",
                         "--stats", "--uncertainty", "--precision", "fp32")
     assert code == 0, output
-    from mome.inference.predictor import Predictor
-    from mome.weights.store import load_model, read_model_record
-
-    predictor = Predictor.from_record(load_model(tiny_model), read_model_record(tiny_model), device="cpu",
-                                      patch_size="whole", precision="fp32", uncertainty=True)
+    predictor = _reference_predictor(tiny_model, uncertainty=True)
     preds = [predictor.predict_image(nib.load(str(p))) for p in (t1, flair)]
     expected = fused_spread([q.lesion_probability for q in preds], [q.uncertainty for q in preds], "weighted",
                             [0.1, 0.9])
@@ -174,11 +175,7 @@ def test_cli_learned_fusion_needs_a_fitted_model(tmp_path, tiny_model):
                         "--device", "cpu", "--fusion", "learned", "--stats", "--precision", "fp32")
     assert code == 0, output
     from mome.inference.learned_fusion import apply
-    from mome.inference.predictor import Predictor
-    from mome.weights.store import load_model, read_model_record
-
-    predictor = Predictor.from_record(load_model(fitted), read_model_record(fitted), device="cpu",
-                                      patch_size="whole", precision="fp32")
+    predictor = _reference_predictor(fitted)
     expected = apply([predictor.predict_image(nib.load(str(p))).lesion_probability for p in (t1, flair)],
                      ["T1", "FLAIR"], cfg["fusion_learned"])
     np.testing.assert_array_equal(np.asarray(nib.load(str(tmp_path / "m.nii.gz")).dataobj), expected > 0.5)

@@ -14,7 +14,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import mome
@@ -73,11 +72,8 @@ def test_cohort_page_links_and_escapes():
     assert "2 subject(s)/session(s); 1 segmented; 0 with QC warnings" in text
 
 
-def test_predict_report_cli(tmp_path):
-    torch.manual_seed(0)
-    model = tmp_path / "tiny"
-    mome.save_model(mome.create_model("tiny"), model,
-                    metadata={"patch_size": [16, 16, 16], "spacing_mm": [1.0, 1.0, 1.0], "modalities": ["T1"]})
+def test_predict_report_cli(tmp_path, tiny_mome_folder):
+    model = tiny_mome_folder
     img, _ = _volume((20, 23, 17))
     nib.save(nib.Nifti1Image(img, np.eye(4)), str(tmp_path / "sub-01_FLAIR.nii.gz"))
     args = ["predict", "-i", str(tmp_path / "sub-01_FLAIR.nii.gz"), "-o", str(tmp_path / "out" / "m.nii.gz"),
