@@ -59,11 +59,17 @@ CONFIGS: dict[str, dict] = {
     "+skip": dict(options=dict(precision="bf16", patch_size="whole"), tcmalloc=True, mome_only=True),
     "+top1": dict(options=dict(precision="bf16", patch_size="whole", max_experts=1), tcmalloc=True,
                   mome_only=True),
+    # the network compiled by OpenVINO (mome.inference.backends; conversion cached, timed apart as setup)
+    "openvino": dict(options=dict(precision="fp32", patch_size="whole", backend="openvino")),
+    "openvino-bf16": dict(options=dict(precision="bf16", patch_size="whole", backend="openvino")),
+    # nnU-Net-faithful: windows of the training patch (128^3 paper), overlap 0.5, Gaussian, 8 mirrors
+    "fp32-faithful": dict(options=dict(precision="fp32", tta=True), mome_only=True),
+    "openvino-faithful": dict(options=dict(precision="fp32", tta=True, backend="openvino"), mome_only=True),
     # test-time augmentation (8 mirrored passes), for GPUs
     "bf16-tta": dict(options=dict(precision="bf16", tta=True)),
     "bf16-whole-tta": dict(options=dict(precision="bf16", patch_size="whole", tta=True), tcmalloc=True),
 }
-DEFAULT_CONFIGS = [c for c in CONFIGS if "tta" not in c]
+DEFAULT_CONFIGS = [c for c in CONFIGS if "tta" not in c and "faithful" not in c]
 QUICK_CONFIGS = ["fp32", "bf16", "bf16-whole", "+tcmalloc", "+grouped", "+skip", "+top1"]
 GRID_SPACING = {"paper": 1.0, "cpu": 2.0}  # the MNI box 160x196x160 mm at these spacings
 
@@ -93,7 +99,9 @@ def child(spec: dict) -> dict:
     patch = record.get("patch_size") or default_patch_size(net)
     options.setdefault("patch_size", patch)
     device = spec.get("device", "cpu")
+    t_setup = time.perf_counter()
     predictor = Predictor(net, device=device, spacing_mm=None, gates=False, **options)
+    setup_s = time.perf_counter() - t_setup
     images = [np.load(p) for p in spec["images"]]
     cuda = predictor.device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -116,7 +124,8 @@ def child(spec: dict) -> dict:
         if "expert_calls" in pred.info:  # mean number of experts run per network call
             calls.append(sum(pred.info["expert_calls"]) / max(1, pred.info["network_calls"]))
     peak_mib = torch.cuda.max_memory_allocated() / 2**20 if cuda else (_status_kib("VmHWM:") - base) / 1024
-    return {"seconds": statistics.median(times), "peak_mib": peak_mib,
+    return {"seconds": statistics.median(times), "peak_mib": peak_mib, "setup_s": setup_s,
+            "backend": predictor.backend_name, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "patch": "whole" if predictor.whole_volume else list(predictor.patch_size),
             "experts_run": float(np.mean(calls)) if calls else None, "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", "")}
 
@@ -146,6 +155,8 @@ def run_child(spec: dict, tcmalloc: bool, library: str | None) -> dict:
         preload.insert(0, library)
     env["LD_PRELOAD"] = ":".join(preload)
     env["MOME_TCMALLOC"] = "0"
+    if spec.get("emulate_avx2"):
+        env.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", DNNL_MAX_CPU_ISA="AVX2")
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env, capture_output=True,
                          text=True)
     if out.returncode != 0:
@@ -266,6 +277,9 @@ def main() -> None:
                     help="run the whole list of configurations this many times, interleaved, and report the "
                          "median time and memory per configuration (robust to load changes on shared machines)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--emulate-avx2", action="store_true",
+                    help="limit PyTorch (ATEN_CPU_CAPABILITY=avx2) and oneDNN (ONEDNN_MAX_CPU_ISA=AVX2) to AVX2 in "
+                         "every child, to approximate an AVX2-only CPU on a newer one (README says how far it goes)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--warmup", action="store_true", help="one untimed prediction first (always on CUDA)")
     ap.add_argument("--no-grouped", action="store_true", help="skip the grouped-convolution comparison")
@@ -292,7 +306,8 @@ def main() -> None:
     v = versions()
     where = f"{args.device} ({_gpu_name()})" if args.device.startswith("cuda") else f"{args.threads} threads"
     print(f"# whole-scan inference, {where}, CPU: {v['cpu']}, torch {v['torch']}, "
-          f"tcmalloc: {library or 'not installed'}")
+          f"tcmalloc: {library or 'not installed'}"
+          + (", AVX2 emulated (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2)" if args.emulate_avx2 else ""))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -319,7 +334,7 @@ def main() -> None:
                         spec = {"preset": preset, "model_dir": args.model, "which": which, "options": options,
                                 "images": [it["path"] for it in items], "spacing": items[0]["spacing"],
                                 "outputs": outs, "threads": args.threads, "repeats": args.repeats,
-                                "device": args.device, "warmup": args.warmup}
+                                "device": args.device, "warmup": args.warmup, "emulate_avx2": args.emulate_avx2}
                         res = run_child(spec, cfg.get("tcmalloc", False), library)
                         print(f"  round {rnd + 1}: {which} {name}: {res['seconds']:.1f} s", file=sys.stderr,
                               flush=True)
@@ -356,8 +371,8 @@ def _gpu_name() -> str:
 
 def print_table(rows: list[dict], labelled: bool) -> None:
     """Markdown table: one row per network and configuration, then the MoME / U-Net time ratios."""
-    head = "| model | configuration | window | time (s) | speed-up | peak memory (MiB) | experts run | " \
-           "mask Dice vs fp32 | max abs dp |"
+    head = "| model | configuration | backend | window | time (s) | speed-up | setup (s) | peak memory (MiB) | " \
+           "experts run | mask Dice vs fp32 | max abs dp |"
     if labelled:
         head += " Dice to labels | change vs fp32 |"
     print(head)
@@ -368,8 +383,9 @@ def print_table(rows: list[dict], labelled: bool) -> None:
         experts = "-" if r["which"] == "unet" else (
             "all" if r["experts_run"] is None else f"{r['experts_run']:.1f}")
         line = (f"| {'MoME' if r['which'] == 'mome' else 'one U-Net'} | {r['config']} | "
+                f"{r['backend'].split('-')[0]} | "
                 f"{'whole' if r['patch'] == 'whole' else 'x'.join(map(str, r['patch']))} | {r['seconds']:.1f} | "
-                f"{ref['seconds'] / r['seconds']:.2f}x | {r['peak_mib']:.0f} | {experts} | "
+                f"{ref['seconds'] / r['seconds']:.2f}x | {r['setup_s']:.1f} | {r['peak_mib']:.0f} | {experts} | "
                 f"{r['agreement']:.4f} | {r['max_dp']:.3f} |")
         if labelled:
             line += f" {r['dice']:.4f} | {r['dice'] - ref['dice']:+.4f} |"
@@ -381,6 +397,11 @@ def print_table(rows: list[dict], labelled: bool) -> None:
         if r["which"] == "mome":
             u = unet.get(r["config"], best_unet)
             print(f"- {r['config']}: {r['seconds'] / u['seconds']:.2f}x")
+    if "fp32" in unet:
+        print("\nMoME / one U-Net with plain fp32 sliding windows (the issue-18 yardstick):")
+        for r in rows:
+            if r["which"] == "mome":
+                print(f"- {r['config']}: {r['seconds'] / unet['fp32']['seconds']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -14,22 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from mome.cli.main import run
-
-from inference_helpers import SHAPE, brain_image, constant_gate_mome, oblique_affine, save_nii
-
-
-def mome_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    # run() may re-execute the process with tcmalloc preloaded: inside pytest that would restart pytest
-    monkeypatch.setenv("MOME_TCMALLOC", "0")
-    monkeypatch.setattr("sys.argv", ["mome", *map(str, args)])
-    code = 0
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
+from inference_helpers import SHAPE, brain_image, constant_gate_mome, mome_cli, oblique_affine, save_nii
 
 
 def test_oblique_odd_image_comes_back_with_identical_geometry(tmp_path, monkeypatch, capsys, tiny_model_dir):

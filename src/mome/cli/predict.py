@@ -41,6 +41,9 @@ def predict(
     precision: str = typer.Option("auto", "--precision",
                                   help="auto (default: bf16 autocast where the CPU/GPU has it natively, else "
                                        "fp32; measured no Dice cost, docs/performance.md), fp32 or bf16"),
+    backend: str = typer.Option(None, "--backend",
+                                help="auto (default, or $MOME_BACKEND: OpenVINO on a CPU where it is installed, "
+                                     "else PyTorch), torch or openvino (README, Performance)"),
     overlap: float = typer.Option(0.5, "--overlap", help="sliding-window overlap fraction in [0, 1)"),
     whole_volume: bool = typer.Option(True, "--whole-volume/--sliding-window",
                                       help="one window over the whole (padded) volume (default: measured "
@@ -97,7 +100,7 @@ def predict(
     if registration not in REGISTRATION_MODES:
         raise ConfigError(f"--registration {registration!r}; use one of {', '.join(REGISTRATION_MODES)}")
     options = dict(device=device, tta=tta, precision=precision, overlap=overlap, grouped_experts=grouped_experts,
-                   skip_experts=skip_experts, channels_last=channels_last, fast=fast)
+                   skip_experts=skip_experts, channels_last=channels_last, fast=fast, backend=backend)
     options["patch_size"] = "whole" if whole_volume else None  # None: the training patch, sliding
     flags = dict(probabilities=probabilities, stats=stats, preview=preview, report=report, overwrite=overwrite,
                  preprocess=preprocess, registration=registration, uncertainty=uncertainty)

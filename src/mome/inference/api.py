@@ -53,6 +53,8 @@ def make_predictor(model=None, **options) -> tuple[Predictor, dict]:
     :class:`~mome.inference.nnunet_backend.NnunetPredictor`: nnU-Net's own inference, as they were
     trained and validated; ``fast=True`` makes it one whole-volume window without mirroring. mome's
     own models get a :class:`Predictor` (``fast`` = whole volume, no TTA: already its default).
+    ``backend`` defaults to :func:`~mome.inference.backends.default_backend` (``auto``: OpenVINO on a CPU
+    where it is installed).
     """
     from mome.inference.interactive import DEFAULT_CLICKS, InteractivePredictor, is_interactive
     from mome.inference.nnunet_backend import NnunetPredictor, is_nnunet_record
@@ -62,6 +64,9 @@ def make_predictor(model=None, **options) -> tuple[Predictor, dict]:
     import torch
 
     fast = bool(options.pop("fast", False))
+    from mome.inference.backends import default_backend
+
+    options["backend"] = options.get("backend") or default_backend()
     clicks, seed = options.pop("clicks", None), options.pop("seed", 0)
     if isinstance(model, torch.nn.Module):
         net, record = model, {}
@@ -76,6 +81,8 @@ def make_predictor(model=None, **options) -> tuple[Predictor, dict]:
         raise NotImplementedFeatureError("--uncertainty (expert disagreement) is implemented for mome's own MoME "
                                          "models only, not for imported nnU-Net or interactive models")
     if is_interactive(record):
+        if options.get("backend") == "openvino":
+            raise ConfigError("--backend openvino is not implemented for interactive models (SAM-Med3D)")
         if options.get("tta"):
             raise ConfigError("--tta is not implemented for interactive models (SAM-Med3D)")
         return InteractivePredictor(net, record, n_clicks=DEFAULT_CLICKS if clicks is None else clicks, seed=seed,
@@ -110,7 +117,8 @@ def _nnunet_predictor(net, record: dict, fast: bool, options: dict):
         raise ConfigError(f"overlap must be in [0, 1), got {overlap}")
     predictor = NnunetPredictor(net, record, device=options.get("device", "auto"), fast=fast,
                                 precision=options.get("precision", "fp32"), tile_step_size=1.0 - overlap,
-                                progress=bool(options.get("progress", False)))
+                                progress=bool(options.get("progress", False)),
+                                backend=options.get("backend", "torch"))
     return predictor
 
 

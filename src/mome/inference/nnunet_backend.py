@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from mome.errors import ConfigError, NotImplementedFeatureError
-from mome.inference.predictor import Prediction, resolve_device, resolve_precision
+from mome.inference.backends import cpu_capability, resolve_backend
+from mome.inference.predictor import Prediction, _note, _unet_config, resolve_device, resolve_precision
 
 #: nnU-Net readers whose arrays are the file's voxels in reversed (k, j, i) order
 SUPPORTED_READERS = ("SimpleITKIO", "NibabelIO")
@@ -114,7 +115,8 @@ class NnunetPredictor:
     """
 
     def __init__(self, model: nn.Module, record: dict, *, device: str | torch.device = "auto", fast: bool = False,
-                 precision: str = "fp32", tile_step_size: float = 0.5, progress: bool = False):
+                 precision: str = "fp32", tile_step_size: float = 0.5, progress: bool = False,
+                 backend: str = "torch"):
         nnunetv2 = import_nnunetv2()
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -140,7 +142,14 @@ class NnunetPredictor:
         self._check_plans(nnunetv2)
         axes = self.facts.get("inference_allowed_mirroring_axes")
         self.mirror_axes = None if axes is None else tuple(int(a) for a in axes)
-        self.network = _Logits(self.model, bf16=self.precision == "bf16").to(self.device).eval()
+        self.backend = resolve_backend(backend, self.device, note=_note)
+        if self.backend == "openvino":  # the same gate-first graph as _Logits, compiled (mome.inference.backends)
+            from mome.inference.backends import compile_view
+
+            self.network = compile_view(self.model, _network_divisor(self.model), precision=self.precision,
+                                        note=_note)
+        else:
+            self.network = _Logits(self.model, bf16=self.precision == "bf16").to(self.device).eval()
         on_gpu = self.device.type == "cuda"
         with contextlib.redirect_stdout(io.StringIO()):  # a CPU-device note printed by the constructor
             self.predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=not self.fast,
@@ -211,7 +220,9 @@ class NnunetPredictor:
             logits, self.plans_manager, self.configuration, self.predictor.label_manager, properties,
             return_probabilities=True)
         probabilities = np.ascontiguousarray(np.asarray(probabilities, dtype=np.float32).transpose(0, 3, 2, 1))
-        info = {"backend": f"nnunetv2 {self.version}", "device": str(self.device),
+        network = (f"openvino {self.network.version}" if self.backend == "openvino" else f"torch {torch.__version__}")
+        info = {"backend": f"nnunetv2 {self.version}", "network_backend": network,
+                "cpu_capability": cpu_capability(), "device": str(self.device),
                 "patch_size": "whole" if self.fast else list(self.configuration.patch_size),
                 "tile_step_size": self.predictor.tile_step_size, "gaussian": not self.fast,
                 "mirroring_axes": None if self.fast else (None if self.mirror_axes is None else list(self.mirror_axes)),
@@ -234,6 +245,11 @@ class NnunetPredictor:
         config = copy.deepcopy(self.configuration.configuration)
         config["patch_size"] = patch
         return ConfigurationManager(config)
+
+
+def _network_divisor(model: nn.Module) -> tuple[int, int, int]:
+    cfg = _unet_config(model)
+    return tuple(cfg.divisor()) if cfg is not None else (16, 16, 16)
 
 
 def _dist_version(name: str) -> str | None:

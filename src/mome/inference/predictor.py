@@ -20,6 +20,7 @@ import torch
 from mome.data.intensity import zscore_in_brain
 from mome.errors import ConfigError, InputError
 from mome.inference.acceleration import check_skip_options, staged_mome_forward, to_channels_last
+from mome.inference.backends import cpu_capability, resolve_backend
 from mome.inference.grouped import GroupedExperts, grouped_mome_forward
 from mome.inference.geometry import (
     Reorientation, needs_resampling, pad_to_multiple, resample, resampled_shape, voxel_spacing,
@@ -137,6 +138,9 @@ class Predictor:
             experts whose share of the gate weight is below this fraction are not run (0 = off).
         max_experts: run at most this many experts per window, largest gate shares first (MoME only;
             ``None`` = no limit).
+        backend: ``torch`` (eager PyTorch), ``openvino`` (the network compiled by OpenVINO, CPU only, cached
+            per model; :mod:`mome.inference.backends`) or ``auto`` (OpenVINO on a CPU where installed and the
+            options allow it). ``precision`` applies to both (bf16: OpenVINO's inference precision hint).
         grouped_experts: run a MoME's experts as one network of grouped convolutions (same result up
             to float summation order; keeps a second copy of the expert weights). Measured slower than
             separate experts on CPU and on an H100 (docs/performance.md), so off by default. Not
@@ -152,7 +156,8 @@ class Predictor:
                  tta: bool = False, precision: str = "fp32", sw_batch_size: int = 1, gates: bool = True,
                  spacing_tolerance: float = 0.1, progress: bool = False, channels_last: bool = False,
                  skip_experts: float = 0.0, max_experts: int | None = None, grouped_experts: bool = False,
-                 network_axes: tuple[int, int, int] | list[int] | None = None, uncertainty: bool = False):
+                 network_axes: tuple[int, int, int] | list[int] | None = None, uncertainty: bool = False,
+                 backend: str = "torch"):
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         if not 0.0 <= overlap < 1.0:
@@ -203,6 +208,21 @@ class Predictor:
             to_channels_last(self.model)
             if self.grouped is not None:
                 to_channels_last(self.grouped)
+        self.backend = resolve_backend(backend, self.device, supported=self.grouped is None and not skipping,
+                                       note=_note)
+        self.compiled = None
+        if self.backend == "openvino":
+            from mome.inference.backends import compile_view
+
+            self.compiled = compile_view(self.model, divisor, gates=self.return_gates,
+                                         spread=self.return_uncertainty, precision=self.precision, note=_note)
+
+    @property
+    def backend_name(self) -> str:
+        """The backend actually used, with its version (recorded in every prediction's info)."""
+        if self.compiled is not None:
+            return f"openvino {self.compiled.version}"
+        return f"torch {torch.__version__}"
 
     @classmethod
     def from_record(cls, model: torch.nn.Module, record: dict | None, **options) -> "Predictor":
@@ -288,7 +308,8 @@ class Predictor:
             gates = None if gates is None else resample(gates, shape)
             spread = None if spread is None else resample(spread, shape)
         probabilities = torch.softmax(logits, dim=0).numpy().astype(np.float32, copy=False)
-        info = {"device": str(self.device), "patch_size": "whole" if self.whole_volume else list(self.patch_size),
+        info = {"device": str(self.device), "backend": self.backend_name, "cpu_capability": cpu_capability(),
+                "patch_size": "whole" if self.whole_volume else list(self.patch_size),
                 "overlap": self.overlap, "tta": self.tta, "precision": self.precision,
                 "channels_last": self.channels_last, "grouped_experts": self.grouped is not None,
                 "network_axes": list(self.network_axes),
@@ -363,6 +384,12 @@ class Predictor:
         return self._network_in_its_axes(x)
 
     def _network_in_its_axes(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.compiled is not None:
+            out = self.compiled(x)
+            self.network_calls += 1
+            if self.staged:  # OpenVINO runs every expert
+                self.experts_run = [n + 1 for n in self.experts_run]
+            return list(out) if isinstance(out, tuple) else [out]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
@@ -446,3 +473,9 @@ def _check_patch(v, divisor: tuple[int, int, int]) -> tuple[int, int, int]:
     if bad:
         raise ConfigError(f"patch_size {tuple(vals)} must be a multiple of the network divisor {divisor}")
     return tuple(vals)
+
+
+def _note(message: str) -> None:
+    import sys
+
+    print(f"note: {message}", file=sys.stderr)

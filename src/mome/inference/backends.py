@@ -1,0 +1,242 @@
+"""CPU inference backends behind the predictors: eager PyTorch, or the network compiled by OpenVINO.
+
+OpenVINO (a dependency of mome; a platform without its wheels falls back to PyTorch) runs the same network with its own CPU kernels, measured
+faster than eager PyTorch for mome's 3D U-Nets on 2 cores (``benchmarks/inference.py``, docs/performance.md).
+The network is traced once (``torch.jit.trace``), converted (``openvino.convert_model``) with dynamic batch
+and spatial sizes, and the converted model is cached (:func:`cache_root`) under a key made of the weights' hash, the outputs asked for and the versions of
+openvino, torch and mome: the conversion (about 10-60 s) is paid once per model, not per scan.
+
+``auto`` (the predictors' default) takes OpenVINO on a CPU when it is installed and the options allow it
+(not with expert skipping or grouped experts, which are PyTorch code paths), else eager PyTorch; asking for
+``openvino`` without it installed falls back to PyTorch with a one-line note.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mome.errors import ConfigError
+
+BACKENDS = ("auto", "torch", "openvino")
+INSTALL_HINT = "pip install openvino"
+
+
+def openvino_available() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def default_backend() -> str:
+    """``$MOME_BACKEND`` when set (e.g. ``torch`` on machines where OpenVINO is unwanted), else ``auto``."""
+    value = os.environ.get("MOME_BACKEND", "").strip() or "auto"
+    if value not in BACKENDS:
+        raise ConfigError(f"MOME_BACKEND={value!r} is not a backend; use one of {', '.join(BACKENDS)}")
+    return value
+
+
+def cpu_capability() -> str:
+    """PyTorch's name for this CPU's vector instruction set (``AVX2``, ``AVX512``, ...)."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # pragma: no cover - very old or unusual builds
+        return "unknown"
+
+
+def resolve_backend(backend: str, device: torch.device, *, supported: bool = True,
+                    note: Callable[[str], None] | None = None) -> str:
+    """``auto`` -> ``openvino`` on a CPU where it is installed and ``supported``, else ``torch``.
+
+    An explicit ``openvino`` on a GPU, or with options it cannot run, is a :class:`ConfigError`; without
+    openvino installed it falls back to ``torch`` with a note (``note``, default :func:`warnings.warn`).
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return "torch"
+    if backend == "auto":
+        return "openvino" if device.type == "cpu" and supported and openvino_available() else "torch"
+    if device.type != "cpu":
+        raise ConfigError(f"--backend openvino runs on the CPU; this run is on {device.type} (use --device cpu)")
+    if not supported:
+        raise ConfigError("--backend openvino cannot run expert skipping or grouped experts (PyTorch code paths); "
+                          "drop those options or use --backend torch")
+    if not openvino_available():
+        (note or (lambda m: warnings.warn(m, stacklevel=3)))(
+            f"openvino is not installed ({INSTALL_HINT}): running eager PyTorch instead")
+        return "torch"
+    return "openvino"
+
+
+def cache_root() -> Path:
+    """``$MOME_OPENVINO_CACHE``, else ``$MOME_CACHE/openvino``, else ``~/.cache/mome/openvino``."""
+    if os.environ.get("MOME_OPENVINO_CACHE"):
+        return Path(os.environ["MOME_OPENVINO_CACHE"])
+    return Path(os.environ.get("MOME_CACHE", Path.home() / ".cache" / "mome")) / "openvino"
+
+
+def weights_key(module: nn.Module, tag: str) -> str:
+    """sha256 of the module's parameters and buffers (names, shapes, dtypes, bytes) and ``tag``."""
+    h = hashlib.sha256(tag.encode())
+    for name, t in module.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:32]
+
+
+def import_openvino():
+    """``import openvino`` without its usage telemetry.
+
+    ``import openvino`` and ``openvino.convert_model`` send usage events to Intel (the openvino-telemetry
+    package assumes consent when no consent file exists; it also writes ``~/intel``). mome runs inside a
+    user's prediction on clinical data and never asked for that, so openvino-telemetry is made unimportable
+    for this process before openvino's first import: openvino then uses its own no-op telemetry stub
+    (its modules fall back to it on ImportError). Measured: no ``~/intel`` is created, nothing is sent.
+    """
+    if "openvino" not in sys.modules and "openvino_telemetry" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None  # a None entry makes ``import openvino_telemetry`` fail
+    import openvino
+
+    return openvino
+
+
+def _versions() -> str:
+    openvino = import_openvino()
+
+    from mome import __version__
+
+    return f"openvino {openvino.__version__}|torch {torch.__version__}|mome {__version__}"
+
+
+class OpenVINONetwork(nn.Module):
+    """``module`` ((B, 1, X, Y, Z) -> tensor or tuple of tensors) run by OpenVINO on the CPU.
+
+    Keeps ``module`` as a child (so ``state_dict`` and callers that inspect the network still see it) and
+    returns what it returns, as float32 CPU tensors. ``example_shape``: a spatial size the network accepts
+    (used only to trace; any size that the network accepts works afterwards).
+
+    Args:
+        precision: ``fp32`` or ``bf16`` (OpenVINO's inference precision hint; ``bf16`` only where the CPU
+            computes it natively).
+        threads: OpenVINO's thread count (default: ``torch.get_num_threads()``).
+        cache: cache the converted model in :func:`cache_root` (a cache that cannot be written is skipped
+            with a note; the prediction goes on).
+    """
+
+    def __init__(self, module: nn.Module, example_shape: tuple[int, int, int], *, precision: str = "fp32",
+                 threads: int | None = None, cache: bool = True, tag: str = "",
+                 note: Callable[[str], None] | None = None):
+        super().__init__()
+        ov = import_openvino()
+
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(f"openvino precision must be fp32 or bf16, got {precision!r}")
+        self.module = module.eval()
+        self.precision = precision
+        self.threads = int(threads or torch.get_num_threads())
+        note = note or (lambda m: None)
+        self.cache_hit = False
+        key = weights_key(module, f"{type(module).__name__}|{tag}|{_versions()}")
+        folder = cache_root() / key
+        xml = folder / "model.xml"
+        core = ov.Core()
+        model = None
+        if cache and xml.is_file():
+            try:
+                model = core.read_model(str(xml))
+                self.cache_hit = True
+            except Exception:  # a damaged cache entry is rebuilt, not trusted
+                model = None
+        if model is None:
+            model = self._convert(example_shape)
+            if cache:
+                self._save(model, folder, note)
+        config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.version = ov.__version__
+
+    def _convert(self, example_shape):
+        ov = import_openvino()
+
+        x = torch.zeros(1, 1, *example_shape)
+        # our own trace without the checking re-runs (openvino's default trace runs the network 3 more
+        # times: 3x slower conversion for the same graph)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings from shape checks that are constant per trace
+            traced = torch.jit.trace(self.module, x, check_trace=False)
+            return ov.convert_model(traced, example_input=x, input=[ov.PartialShape([-1, 1, -1, -1, -1])])
+
+    @staticmethod
+    def _save(model, folder: Path, note) -> None:
+        ov = import_openvino()
+
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".part-"))
+            try:
+                ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
+                os.replace(tmp, folder)  # atomic: a reader sees a whole entry or none
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError as exc:
+            if (folder / "model.xml").is_file():  # another process cached the same model meanwhile
+                return
+            note(f"the converted model could not be cached in {folder.parent} ({exc.strerror or exc}); "
+                 "it will be converted again next time")
+
+    def forward(self, x: torch.Tensor):
+        result = self.compiled(np.ascontiguousarray(x.detach().float().cpu().numpy()))
+        outs = [torch.from_numpy(np.asarray(result[o])) for o in self.compiled.outputs]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+class NetworkView(nn.Module):
+    """What a predictor needs from one network call, as a traceable module: (B, 1, X, Y, Z) ->
+    full-resolution logits, and for a MoME optionally the gates as (B, N*C, ...) and the experts' spread.
+
+    A MoME runs gate-first (:func:`~mome.inference.acceleration.staged_mome_forward`, every expert kept),
+    as the PyTorch path does, so both backends compute the same graph.
+    """
+
+    def __init__(self, net: nn.Module, *, gates: bool = False, spread: bool = False):
+        super().__init__()
+        self.net = net
+        self.is_mome = hasattr(net, "experts") and hasattr(net, "gate")
+        self.gates = bool(gates) and self.is_mome
+        self.spread = bool(spread) and self.is_mome
+
+    def forward(self, x: torch.Tensor):
+        from mome.inference.acceleration import staged_mome_forward
+
+        if not self.is_mome:
+            out = self.net(x)
+            logits = getattr(out, "logits", out)
+            return (logits[0] if isinstance(logits, (list, tuple)) else logits).float()
+        out = staged_mome_forward(self.net, x, spread=self.spread)
+        outs = [out.logits.float()]
+        if self.gates:
+            outs.append(out.gates.reshape(out.gates.shape[0], -1, *out.gates.shape[3:]).float())
+        if self.spread:
+            outs.append(out.spread.float())
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def compile_view(net: nn.Module, divisor: tuple[int, int, int], *, gates: bool = False, spread: bool = False,
+                 precision: str = "fp32", note: Callable[[str], None] | None = None) -> OpenVINONetwork:
+    """:class:`NetworkView` of ``net`` compiled by OpenVINO (traced at twice the divisor: the smallest size
+    whose deepest stage still has more than one voxel for instance normalisation)."""
+    view = NetworkView(net, gates=gates, spread=spread).eval()
+    tag = f"gates={view.gates}|spread={view.spread}"
+    return OpenVINONetwork(view, tuple(2 * int(d) for d in divisor), precision=precision, tag=tag, note=note)
