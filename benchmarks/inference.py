@@ -51,7 +51,7 @@ CONFIGS: dict[str, dict] = {
     "fp32-whole": dict(options=dict(precision="fp32", patch_size="whole")),
     "bf16": dict(options=dict(precision="bf16")),
     "bf16-step": dict(options=dict(precision="bf16", overlap=0.25)),
-    "bf16-whole": dict(options=dict(precision="bf16", patch_size="whole")),
+    "bf16-whole": dict(options=dict(precision="bf16", patch_size="whole"), ref="fp32-whole"),
     "+tcmalloc": dict(options=dict(precision="bf16", patch_size="whole"), tcmalloc=True),
     "+channels-last": dict(options=dict(precision="bf16", patch_size="whole", channels_last=True), tcmalloc=True),
     "+grouped": dict(options=dict(precision="bf16", patch_size="whole", grouped_experts=True), tcmalloc=True,
@@ -59,12 +59,16 @@ CONFIGS: dict[str, dict] = {
     "+skip": dict(options=dict(precision="bf16", patch_size="whole"), tcmalloc=True, mome_only=True),
     "+top1": dict(options=dict(precision="bf16", patch_size="whole", max_experts=1), tcmalloc=True,
                   mome_only=True),
-    # the network compiled by OpenVINO (mome.inference.backends; conversion cached, timed apart as setup)
-    "openvino": dict(options=dict(precision="fp32", patch_size="whole", backend="openvino")),
-    "openvino-bf16": dict(options=dict(precision="bf16", patch_size="whole", backend="openvino")),
+    # the network compiled by OpenVINO (mome.inference.backends; conversion cached, timed apart as setup;
+    # glibc malloc: OpenVINO aborts with tcmalloc preloaded, so mome never combines them)
+    # ("ref": the eager-PyTorch fp32 configuration with the same windows, compared against as well)
+    "openvino": dict(options=dict(precision="fp32", patch_size="whole", backend="openvino"), ref="fp32-whole"),
+    "openvino-bf16": dict(options=dict(precision="bf16", patch_size="whole", backend="openvino"),
+                          ref="fp32-whole"),
     # nnU-Net-faithful: windows of the training patch (128^3 paper), overlap 0.5, Gaussian, 8 mirrors
     "fp32-faithful": dict(options=dict(precision="fp32", tta=True), mome_only=True),
-    "openvino-faithful": dict(options=dict(precision="fp32", tta=True, backend="openvino"), mome_only=True),
+    "openvino-faithful": dict(options=dict(precision="fp32", tta=True, backend="openvino"), mome_only=True,
+                              ref="fp32-faithful"),
     # test-time augmentation (8 mirrored passes), for GPUs
     "bf16-tta": dict(options=dict(precision="bf16", tta=True)),
     "bf16-whole-tta": dict(options=dict(precision="bf16", patch_size="whole", tta=True), tcmalloc=True),
@@ -343,6 +347,12 @@ def main() -> None:
                                 refs[which] = outs
                             res.update(compare(items, outs, refs[which]), preset=preset, which=which, config=name,
                                        times=[res["seconds"]], peaks=[res["peak_mib"]])
+                            same = by_key.get((which, cfg.get("ref")))
+                            if same is not None:  # against eager fp32 with the same windows
+                                sw = compare(items, outs, same["outputs"])
+                                res.update(same_window_ref=cfg["ref"], same_window_agreement=sw["agreement"],
+                                           same_window_max_dp=sw["max_dp"])
+                            res["outputs"] = outs
                             by_key[(which, name)] = res
                             results.append(res)
                         else:
@@ -360,6 +370,8 @@ def main() -> None:
         for row in grouped_conv_benchmark(args.threads, args.device, size):
             print(row)
     if args.json:
+        for r in results:
+            r.pop("outputs", None)  # temporary files
         Path(args.json).write_text(json.dumps({"versions": v, "results": results}, indent=2, default=str))
 
 
@@ -372,7 +384,7 @@ def _gpu_name() -> str:
 def print_table(rows: list[dict], labelled: bool) -> None:
     """Markdown table: one row per network and configuration, then the MoME / U-Net time ratios."""
     head = "| model | configuration | backend | window | time (s) | speed-up | setup (s) | peak memory (MiB) | " \
-           "experts run | mask Dice vs fp32 | max abs dp |"
+           "experts run | mask Dice vs fp32 | max abs dp | vs eager fp32, same windows: Dice / max abs dp |"
     if labelled:
         head += " Dice to labels | change vs fp32 |"
     print(head)
@@ -386,7 +398,9 @@ def print_table(rows: list[dict], labelled: bool) -> None:
                 f"{r['backend'].split('-')[0]} | "
                 f"{'whole' if r['patch'] == 'whole' else 'x'.join(map(str, r['patch']))} | {r['seconds']:.1f} | "
                 f"{ref['seconds'] / r['seconds']:.2f}x | {r['setup_s']:.1f} | {r['peak_mib']:.0f} | {experts} | "
-                f"{r['agreement']:.4f} | {r['max_dp']:.3f} |")
+                f"{r['agreement']:.4f} | {r['max_dp']:.3f} | "
+                + (f"{r['same_window_agreement']:.4f} / {r['same_window_max_dp']:.4f} ({r['same_window_ref']}) |"
+                   if "same_window_ref" in r else "- |"))
         if labelled:
             line += f" {r['dice']:.4f} | {r['dice'] - ref['dice']:+.4f} |"
         print(line)

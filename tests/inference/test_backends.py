@@ -56,6 +56,14 @@ def test_backend_resolution_rules(monkeypatch):
         resolve_backend("openvino", CPU, supported=False)
     with pytest.raises(ConfigError, match="unknown backend"):
         resolve_backend("onnx", CPU)
+    from mome.utils import tcmalloc
+
+    monkeypatch.setattr(tcmalloc, "preloaded_allocator", lambda: "tcmalloc")  # OpenVINO aborts there
+    assert resolve_backend("auto", CPU, note=notes.append) == "torch"
+    assert len(notes) == 1 and "tcmalloc preloaded" in notes.pop()
+    with pytest.raises(ConfigError, match="tcmalloc preloaded"):
+        resolve_backend("openvino", CPU)
+    monkeypatch.setattr(tcmalloc, "preloaded_allocator", lambda: None)
     monkeypatch.setattr(backends, "openvino_available", lambda: False)
     assert resolve_backend("auto", CPU) == "torch"
     assert resolve_backend("openvino", CPU, note=notes.append) == "torch"
@@ -198,3 +206,21 @@ def test_openvino_sends_no_telemetry(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "home" / "intel").exists()  # the telemetry's client id and consent folder
+
+
+def test_a_preloaded_tcmalloc_runs_pytorch_instead_of_aborting(tmp_path):
+    """With tcmalloc in LD_PRELOAD, OpenVINO aborts (free(): invalid pointer); auto must not take it."""
+    from mome.utils.tcmalloc import find_tcmalloc
+
+    library = find_tcmalloc()
+    if library is None or not sys.platform.startswith("linux"):
+        pytest.skip("tcmalloc is not installed (apt-get install libtcmalloc-minimal4)")
+    code = ("import numpy as np, torch, mome\n"
+            "from mome.inference.predictor import Predictor\n"
+            "p = Predictor(mome.create_model('tiny'), patch_size='whole', backend='auto')\n"
+            "p.predict_array(np.ones((16, 16, 16), np.float32))\n"
+            "print(p.backend)\n")
+    env = dict(os.environ, LD_PRELOAD=library, MOME_OPENVINO_CACHE=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "torch" and "tcmalloc preloaded" in out.stderr

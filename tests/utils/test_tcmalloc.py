@@ -14,7 +14,7 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD
 
 @linux_only
 def test_plan_preloads_when_available():
-    env = tcmalloc.preload_plan(["mome", "predict"], {"PATH": "/bin"}, LIB)
+    env = tcmalloc.preload_plan(["mome", "train"], {"PATH": "/bin"}, LIB)
     assert env["LD_PRELOAD"] == LIB and env["PATH"] == "/bin" and env[tcmalloc._GUARD] == "1"
 
 
@@ -34,6 +34,23 @@ def test_plan_keeps_an_existing_preload():
 ])
 def test_plan_does_nothing(argv, env, lib):
     assert tcmalloc.preload_plan(argv, env, lib) is None
+
+
+@linux_only
+@pytest.mark.parametrize("argv,env,preloaded", [
+    (["mome", "predict", "-i", "a.nii"], {}, False),  # backend auto: OpenVINO, which aborts under tcmalloc
+    (["mome", "bids", "in", "out", "participant"], {}, False),
+    (["mome", "predict", "--backend", "openvino"], {}, False),
+    (["mome", "predict", "--backend=auto"], {"MOME_BACKEND": "torch"}, False),
+    (["mome", "predict", "--backend", "torch"], {}, True),
+    (["mome", "predict"], {"MOME_BACKEND": "torch"}, True),
+    (["mome", "train", "--preset", "quick"], {}, True),
+])
+def test_no_preload_for_commands_that_run_openvino(monkeypatch, argv, env, preloaded):
+    monkeypatch.setattr(tcmalloc, "_openvino_installed", lambda: True)
+    assert (tcmalloc.preload_plan(argv, env, LIB) is not None) is preloaded
+    monkeypatch.setattr(tcmalloc, "_openvino_installed", lambda: False)  # eager PyTorch: preloaded
+    assert tcmalloc.preload_plan(argv, env, LIB) is not None
 
 
 def test_find_tcmalloc_in_given_folders(tmp_path):

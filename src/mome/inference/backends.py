@@ -59,13 +59,27 @@ def resolve_backend(backend: str, device: torch.device, *, supported: bool = Tru
 
     An explicit ``openvino`` on a GPU, or with options it cannot run, is a :class:`ConfigError`; without
     openvino installed it falls back to ``torch`` with a note (``note``, default :func:`warnings.warn`).
+    In a process with a malloc replacement preloaded (tcmalloc, jemalloc), where OpenVINO aborts, ``auto``
+    gives ``torch`` with a note and ``openvino`` is a :class:`ConfigError`.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if backend == "torch":
         return "torch"
+    allocator = None
+    if device.type == "cpu" and openvino_available():
+        from mome.utils.tcmalloc import preloaded_allocator
+
+        allocator = preloaded_allocator()
     if backend == "auto":
-        return "openvino" if device.type == "cpu" and supported and openvino_available() else "torch"
+        if device.type != "cpu" or not supported or not openvino_available():
+            return "torch"
+        if allocator:
+            (note or (lambda m: warnings.warn(m, stacklevel=3)))(
+                f"OpenVINO is not used in a process with {allocator} preloaded (it aborts there): running eager "
+                "PyTorch (run mome without LD_PRELOAD for the faster OpenVINO backend)")
+            return "torch"
+        return "openvino"
     if device.type != "cpu":
         raise ConfigError(f"--backend openvino runs on the CPU; this run is on {device.type} (use --device cpu)")
     if not supported:
@@ -75,6 +89,9 @@ def resolve_backend(backend: str, device: torch.device, *, supported: bool = Tru
         (note or (lambda m: warnings.warn(m, stacklevel=3)))(
             f"openvino is not installed ({INSTALL_HINT}): running eager PyTorch instead")
         return "torch"
+    if allocator:
+        raise ConfigError(f"--backend openvino aborts in a process with {allocator} preloaded (LD_PRELOAD; "
+                          "openvino issue 29025): run without it, or use --backend torch")
     return "openvino"
 
 

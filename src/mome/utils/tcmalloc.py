@@ -8,10 +8,16 @@ only be swapped before the process starts, so the CLI re-executes itself once wi
 ``apt-get install libtcmalloc-minimal4``) and not already loaded.
 
 Disable with ``mome --no-tcmalloc ...`` or the environment variable ``MOME_TCMALLOC=0``.
+
+Not preloaded for ``mome predict`` and ``mome bids`` when they will run OpenVINO (installed and the backend
+not ``torch``): OpenVINO aborts (``free(): invalid pointer``) in a process with a preloaded allocator
+(openvinotoolkit/openvino issues 29025 and 28551; reproduced here with tcmalloc and openvino 2026.4), and its
+own allocations do not need it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -54,13 +60,36 @@ def is_disabled(argv: Sequence[str], env: Mapping[str, str]) -> bool:
     return DISABLE_FLAG in argv or env.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off")
 
 
+OPENVINO_COMMANDS = ("predict", "bids")  # the commands whose predictors default to backend auto
+
+
+def may_run_openvino(argv: Sequence[str], env: Mapping[str, str]) -> bool:
+    """Whether the command line runs a predictor that will use OpenVINO: ``mome predict`` or ``mome bids``,
+    openvino installed, and the backend (``--backend``, else ``$MOME_BACKEND``, else ``auto``) not ``torch``."""
+    if not any(a in OPENVINO_COMMANDS for a in argv):
+        return False
+    backend = env.get("MOME_BACKEND", "").strip() or "auto"
+    for i, a in enumerate(argv):
+        if a == "--backend" and i + 1 < len(argv):
+            backend = argv[i + 1]
+        elif a.startswith("--backend="):
+            backend = a.split("=", 1)[1]
+    return backend != "torch" and _openvino_installed()
+
+
+def _openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None  # finds the package without importing it
+
+
 def preload_plan(argv: Sequence[str], env: Mapping[str, str], library: str | None) -> dict[str, str] | None:
     """The environment to re-execute with, or ``None`` when no re-execution is wanted.
 
-    No re-execution when: disabled, no library, not Linux, tcmalloc already in ``LD_PRELOAD``, or
-    this process is already the re-executed one.
+    No re-execution when: disabled, no library, not Linux, tcmalloc already in ``LD_PRELOAD``,
+    this process is already the re-executed one, or the command will run OpenVINO (:func:`may_run_openvino`).
     """
     if library is None or not sys.platform.startswith("linux") or is_disabled(argv, env):
+        return None
+    if may_run_openvino(argv, env):
         return None
     if env.get(_GUARD) or "tcmalloc" in env.get("LD_PRELOAD", ""):
         return None
@@ -98,3 +127,15 @@ def reexec_with_tcmalloc() -> None:
         os.execve(sys.executable, [sys.executable, *argv[1:]], env)
     except OSError:
         return
+
+
+def preloaded_allocator() -> str | None:
+    """The name of a replacement malloc (tcmalloc, jemalloc, mimalloc) loaded in this process, or ``None``."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    for name in ("tcmalloc", "jemalloc", "mimalloc"):
+        if f"lib{name}" in maps:
+            return name
+    return None
