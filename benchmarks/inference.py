@@ -17,12 +17,26 @@ built; the figure is peak RSS minus RSS before prediction). Configurations (cumu
     +top1           bf16-whole-tcmalloc running only the expert with the largest gate share (MoME only;
                     the best case of skipping, whatever the accuracy)
     bf16-tta, bf16-whole-tta   with mirroring TTA (8 passes; not run by default, see --configs)
+    fp32-whole-tcmalloc  fp32-whole with tcmalloc (mome predict's default before OpenVINO where bf16 is not native)
+    openvino        the network compiled by OpenVINO (mome.inference.backends), fp32, one whole-volume window;
+                    its conversion is timed apart ("setup"; cached per model afterwards). glibc malloc: OpenVINO
+                    aborts with tcmalloc preloaded
+    openvino-bf16   the same with OpenVINO's bf16 inference precision (only where the CPU has bf16 natively)
+    openvino-sliding   OpenVINO fp32 over the training-patch sliding windows (one of the faithful mode's 8 passes)
+    fp32-faithful, openvino-faithful   nnU-Net-faithful: training-patch windows, overlap 0.5, Gaussian, 8 mirrors
+                    (not run by default)
+
+--emulate-avx2 limits PyTorch (ATEN_CPU_CAPABILITY=avx2) and oneDNN, PyTorch's and OpenVINO's copy
+(ONEDNN_MAX_CPU_ISA=AVX2; OpenVINO's oneDNN then reports "isa: Intel AVX2" under ONEDNN_VERBOSE=1) to AVX2,
+to approximate an AVX2-only CPU on a newer one. It is an approximation: caches, clocks and memory bandwidth
+stay those of the machine it runs on.
 
 On CUDA (--device cuda) times include a synchronisation, one warm-up prediction precedes them, and the
 peak memory is ``torch.cuda.max_memory_allocated`` (the allocator's peak, not counting its cache).
 
-Accuracy: each configuration's masks against the fp32 reference masks of the same network (Dice of
-the arg-max lesion masks, and the largest lesion-probability difference). With random weights
+Accuracy: each configuration's masks against the fp32 reference masks of the same network (--mome-reference:
+fp32 sliding windows, or fp32-whole for MoME), and for configurations with a "ref" against eager fp32 with the
+same windows (Dice of the arg-max lesion masks, and the largest lesion-probability difference). With random weights
 (no --model) masks mean nothing, so this is only an agreement measure; with a trained model folder
 (--model DIR) and labelled test cases (--collection), the Dice to the labels of every configuration
 is reported as well (mean over cases, and its change from fp32).
@@ -65,6 +79,10 @@ CONFIGS: dict[str, dict] = {
     "openvino": dict(options=dict(precision="fp32", patch_size="whole", backend="openvino"), ref="fp32-whole"),
     "openvino-bf16": dict(options=dict(precision="bf16", patch_size="whole", backend="openvino"),
                           ref="fp32-whole"),
+    # fp32 whole volume with tcmalloc: mome predict's default before OpenVINO on a CPU without native bf16
+    "fp32-whole-tcmalloc": dict(options=dict(precision="fp32", patch_size="whole"), tcmalloc=True),
+    # one pass of OpenVINO over the training-patch windows: 1/8 of the nnU-Net-faithful mode's work
+    "openvino-sliding": dict(options=dict(precision="fp32", backend="openvino"), mome_only=True, ref="fp32"),
     # nnU-Net-faithful: windows of the training patch (128^3 paper), overlap 0.5, Gaussian, 8 mirrors
     "fp32-faithful": dict(options=dict(precision="fp32", tta=True), mome_only=True),
     "openvino-faithful": dict(options=dict(precision="fp32", tta=True, backend="openvino"), mome_only=True,
@@ -131,7 +149,8 @@ def child(spec: dict) -> dict:
     return {"seconds": statistics.median(times), "peak_mib": peak_mib, "setup_s": setup_s,
             "backend": predictor.backend_name, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "patch": "whole" if predictor.whole_volume else list(predictor.patch_size),
-            "experts_run": float(np.mean(calls)) if calls else None, "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", "")}
+            "experts_run": float(np.mean(calls)) if calls else None,
+            "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", "")}
 
 
 def _clear_peak() -> None:
@@ -281,6 +300,10 @@ def main() -> None:
                     help="run the whole list of configurations this many times, interleaved, and report the "
                          "median time and memory per configuration (robust to load changes on shared machines)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--mome-reference", default="fp32", choices=["fp32", "fp32-whole"],
+                    help="MoME's reference configuration (speed-up and agreement are against it). fp32 sliding "
+                         "windows are the slowest MoME row by far (about 15 min per paper-size scan on 2 cores); "
+                         "fp32-whole skips them. The U-Net always runs fp32 sliding windows (the yardstick)")
     ap.add_argument("--emulate-avx2", action="store_true",
                     help="limit PyTorch (ATEN_CPU_CAPABILITY=avx2) and oneDNN (ONEDNN_MAX_CPU_ISA=AVX2) to AVX2 in "
                          "every child, to approximate an AVX2-only CPU on a newer one (README says how far it goes)")
@@ -299,7 +322,8 @@ def main() -> None:
 
     library = find_tcmalloc()
     configs = args.configs or (QUICK_CONFIGS if args.quick else DEFAULT_CONFIGS)
-    configs = ["fp32"] + [c for c in configs if c != "fp32"]
+    configs = ["fp32", args.mome_reference] + [c for c in configs if c not in ("fp32", args.mome_reference)]
+    configs = list(dict.fromkeys(configs))
     presets = ["cpu"] if args.quick else args.presets
     model_spacing = 1.0
     if args.model:
@@ -331,6 +355,8 @@ def main() -> None:
                         cfg = CONFIGS[name]
                         if which == "unet" and cfg.get("mome_only"):
                             continue
+                        if which == "mome" and name == "fp32" and args.mome_reference != "fp32":
+                            continue
                         options = dict(cfg["options"])
                         if name == "+skip":
                             options["skip_experts"] = args.skip_threshold
@@ -343,7 +369,7 @@ def main() -> None:
                         print(f"  round {rnd + 1}: {which} {name}: {res['seconds']:.1f} s", file=sys.stderr,
                               flush=True)
                         if rnd == 0:
-                            if name == "fp32":
+                            if name == ("fp32" if which == "unet" else args.mome_reference):
                                 refs[which] = outs
                             res.update(compare(items, outs, refs[which]), preset=preset, which=which, config=name,
                                        times=[res["seconds"]], peaks=[res["peak_mib"]])
@@ -361,7 +387,8 @@ def main() -> None:
             for res in by_key.values():
                 res["seconds"] = statistics.median(res["times"])
                 res["peak_mib"] = statistics.median(res["peaks"])
-            print_table([r for r in results if r["preset"] == preset], bool(args.model and args.collection))
+            print_table([r for r in results if r["preset"] == preset], bool(args.model and args.collection),
+                        args.mome_reference)
     if not args.no_grouped:
         size = 128 if args.device.startswith("cuda") else 64
         print(f"\n## batched experts: 5 separate 32->32 convolutions vs one grouped convolution (groups=5), "
@@ -381,15 +408,16 @@ def _gpu_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
 
 
-def print_table(rows: list[dict], labelled: bool) -> None:
+def print_table(rows: list[dict], labelled: bool, mome_reference: str = "fp32") -> None:
     """Markdown table: one row per network and configuration, then the MoME / U-Net time ratios."""
     head = "| model | configuration | backend | window | time (s) | speed-up | setup (s) | peak memory (MiB) | " \
-           "experts run | mask Dice vs fp32 | max abs dp | vs eager fp32, same windows: Dice / max abs dp |"
+           "experts run | mask Dice vs reference | max abs dp | vs eager fp32, same windows: Dice / max abs dp |"
     if labelled:
         head += " Dice to labels | change vs fp32 |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
-    base = {r["which"]: r for r in rows if r["config"] == "fp32"}
+    base = {r["which"]: r for r in rows if r["config"] == ("fp32" if r["which"] == "unet" else mome_reference)}
+    print(f"(reference: fp32 sliding windows for the U-Net, {mome_reference} for MoME)")
     for r in rows:
         ref = base[r["which"]]
         experts = "-" if r["which"] == "unet" else (

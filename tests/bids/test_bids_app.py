@@ -172,3 +172,13 @@ def test_a_failing_subject_does_not_stop_the_others(tmp_path, tiny):
     code, output = _run("bids", root, out, "participant", "--model", tiny, "--device", "cpu")
     assert code == 1 and "sub-02: " in output and "not on the grid" in output, output
     assert not (out / "sub-02").exists() and (out / "sub-01").is_dir()
+
+
+def test_backend_option(tmp_path, tiny):
+    """--backend reaches the predictor: a bad name fails before anything is written; torch runs."""
+    root = make_dataset(tmp_path / "bids", n_subjects=1)
+    out = tmp_path / "deriv"
+    code, output = _run("bids", root, out, "participant", "--model", tiny, "--device", "cpu", "--backend", "onnx")
+    assert code != 0 and "unknown backend" in output and not out.exists(), output
+    code, output = _run("bids", root, out, "participant", "--model", tiny, "--device", "cpu", "--backend", "torch")
+    assert code == 0 and "1 segmented" in output, output

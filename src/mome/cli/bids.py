@@ -45,6 +45,9 @@ def bids(
     registration: str = typer.Option("auto", "--registration", help="with --preprocess: auto, always or never"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16"),
+    backend: str = typer.Option(None, "--backend",
+                                help="auto (default, or $MOME_BACKEND: OpenVINO on a CPU where it is installed, "
+                                     "else PyTorch), torch or openvino"),
     tta: bool = typer.Option(False, "--tta", help="mirroring test-time augmentation (8 flips)"),
     report: bool = typer.Option(False, "--report",
                                 help="participant level: also an HTML report per subject/session "
@@ -70,7 +73,8 @@ def bids(
     labels = [x for v in participant_label or [] for x in re.split(r"[,\s]+", v) if x]
     report = run_participant(bids_root, out_dir, participant_labels=labels or None, shard=shard, model=model,
                              fusion=fusion, preprocess=preprocess, registration=registration,
-                             overwrite=overwrite, report=report, echo=echo, device=device, precision=precision, tta=tta)
+                             overwrite=overwrite, report=report, echo=echo, device=device, precision=precision, tta=tta,
+                             backend=backend)
     typer.echo(f"{len(report.done)} segmented, {len(report.skipped)} already done, {len(report.empty)} without "
                f"images, {len(report.failed)} failed; outputs in {out_dir}")
     if report.failed:

@@ -1,9 +1,10 @@
 """CPU inference backends behind the predictors: eager PyTorch, or the network compiled by OpenVINO.
 
-OpenVINO (a dependency of mome; a platform without its wheels falls back to PyTorch) runs the same network with its own CPU kernels, measured
-faster than eager PyTorch for mome's 3D U-Nets on 2 cores (``benchmarks/inference.py``, docs/performance.md).
-The network is traced once (``torch.jit.trace``), converted (``openvino.convert_model``) with dynamic batch
-and spatial sizes, and the converted model is cached (:func:`cache_root`) under a key made of the weights' hash, the outputs asked for and the versions of
+OpenVINO (a dependency of mome; a platform without its wheels falls back to PyTorch) runs the same network
+with its own CPU kernels, measured faster than eager PyTorch for mome's 3D U-Nets on 2 cores
+(``benchmarks/inference.py``, docs/performance.md). The network is traced once (``torch.jit.trace``),
+converted (``openvino.convert_model``) with dynamic batch and spatial sizes, and the converted model is cached
+(:func:`cache_root`) under a key made of the weights' hash, the outputs asked for and the versions of
 openvino, torch and mome: the conversion (about 10-60 s) is paid once per model, not per scan.
 
 ``auto`` (the predictors' default) takes OpenVINO on a CPU when it is installed and the options allow it
