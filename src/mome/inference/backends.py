@@ -67,6 +67,7 @@ def resolve_backend(backend: str, device: torch.device, *, supported: bool = Tru
         raise ConfigError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if backend == "torch":
         return "torch"
+    say = note or (lambda m: warnings.warn(m, stacklevel=3))
     allocator = None
     if device.type == "cpu" and openvino_available():
         from mome.utils.tcmalloc import preloaded_allocator
@@ -76,8 +77,7 @@ def resolve_backend(backend: str, device: torch.device, *, supported: bool = Tru
         if device.type != "cpu" or not supported or not openvino_available():
             return "torch"
         if allocator:
-            (note or (lambda m: warnings.warn(m, stacklevel=3)))(
-                f"OpenVINO is not used in a process with {allocator} preloaded (it aborts there): running eager "
+            say(f"OpenVINO is not used in a process with {allocator} preloaded (it aborts there): running eager "
                 "PyTorch (run mome without LD_PRELOAD for the faster OpenVINO backend)")
             return "torch"
         return "openvino"
@@ -87,8 +87,7 @@ def resolve_backend(backend: str, device: torch.device, *, supported: bool = Tru
         raise ConfigError("--backend openvino cannot run expert skipping or grouped experts (PyTorch code paths); "
                           "drop those options or use --backend torch")
     if not openvino_available():
-        (note or (lambda m: warnings.warn(m, stacklevel=3)))(
-            f"openvino is not installed ({INSTALL_HINT}): running eager PyTorch instead")
+        say(f"openvino is not installed ({INSTALL_HINT}): running eager PyTorch instead")
         return "torch"
     if allocator:
         raise ConfigError(f"--backend openvino aborts in a process with {allocator} preloaded (LD_PRELOAD; "
