@@ -224,3 +224,21 @@ def test_a_preloaded_tcmalloc_runs_pytorch_instead_of_aborting(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "torch" and "tcmalloc preloaded" in out.stderr
+
+
+def test_a_signal_after_networks_are_released_in_any_order_is_handled(tmp_path):
+    """Two OpenVINO networks released in creation order, then SIGTERM: the handler runs (openvino's CPU
+    plugin swaps the thread's signal stack per Core; out-of-order release left an unmapped one, and the
+    signal was a segfault). A fresh process, so that a crash fails this test instead of the suite."""
+    code = ("import gc, os, signal, sys, torch, mome\n"
+            "from mome.inference.backends import compile_view\n"
+            "x = torch.zeros(1, 1, 16, 16, 16)\n"
+            "first = compile_view(mome.create_model('tiny').eval(), (8, 8, 8))\n"
+            "second = compile_view(mome.create_model('tiny').eval(), (8, 8, 8), gates=False)\n"
+            "first(x); second(x)\n"
+            "del first; gc.collect(); del second; gc.collect()\n"
+            "signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n")
+    env = dict(os.environ, MOME_OPENVINO_CACHE=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 3, (out.returncode, out.stderr)

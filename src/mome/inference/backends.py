@@ -14,6 +14,7 @@ openvino, torch and mome: the conversion (about 10-60 s) is paid once per model,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -23,6 +24,7 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import torch
@@ -128,6 +130,35 @@ def import_openvino():
     return openvino
 
 
+@functools.cache
+def _core():
+    """The process's one ``openvino.Core``, never released before exit.
+
+    Each Core loads its own CPU plugin, and each plugin swaps the thread's signal stack for one of its own
+    and restores the one it found when it is released (openvino's ``SigAltStackSetup``). Cores released out
+    of creation order leave the thread with an unmapped signal stack: the next signal (Ctrl-C, SIGTERM)
+    then killed the process with a segfault instead of mome's clean exit. One Core has no such order.
+    """
+    return import_openvino().Core()
+
+
+def _looks_like_ir(folder: Path) -> bool:
+    """Whether a cache entry is an OpenVINO IR (an XML ``<net>`` with its weights file) before OpenVINO reads it.
+
+    A file that is not IR makes ``read_model`` try every other frontend on it (TensorFlow's text-format
+    parser among them, which prints its parse errors on stderr): a damaged entry is rebuilt without that.
+    """
+    xml, weights = folder / "model.xml", folder / "model.bin"
+    if not (xml.is_file() and weights.is_file()):
+        return False
+    try:
+        for _, element in ElementTree.iterparse(xml, events=("start",)):
+            return element.tag == "net"  # only the root is needed; the weights are checked by OpenVINO
+    except (ElementTree.ParseError, OSError):
+        return False
+    return False
+
+
 def _versions() -> str:
     openvino = import_openvino()
 
@@ -167,11 +198,11 @@ class OpenVINONetwork(nn.Module):
         key = weights_key(module, f"{type(module).__name__}|{tag}|{_versions()}")
         folder = cache_root() / key
         xml = folder / "model.xml"
-        core = ov.Core()
+        core = _core()
         model = None
-        if cache and xml.is_file():
+        if cache and _looks_like_ir(folder):
             try:
-                model = core.read_model(str(xml))
+                model = core.read_model(str(xml), str(folder / "model.bin"))
                 self.cache_hit = True
             except Exception:  # a damaged cache entry is rebuilt, not trusted
                 model = None
