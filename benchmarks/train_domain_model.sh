@@ -3,7 +3,7 @@
 # 50/50 with patches from the domain-randomised generator (real SynthSeg anatomies + real MS/stroke masks).
 # Resumable: rerun the same command after an interruption. Usage:
 #   bash benchmarks/train_domain_model.sh OUT_DIR [SHARED_DATA_DIR] [EXPERT_EPOCHS] [MOME_EPOCHS] [DOMAIN_FRACTION] \
-#       [NO_LESION_SHARE]
+#       [NO_LESION_SHARE] [INTENSITY_SHIFT]
 # Then measure on the real cases:
 #   python benchmarks/embedded_model.py --model OUT_DIR/mome/final --collection OUT_DIR/synth/collection.json \
 #       --per-task 2 --real SHARED_DATA_DIR/real/ms_patient07
@@ -14,11 +14,12 @@ expert_epochs=${3:-20}
 mome_epochs=${4:-10}
 fraction=${5:-0.5}
 no_lesion=${6:-0.3}
+shift=${7:-0}
 mkdir -p "$out"
 [ -f "$out/synth/collection.json" ] || mome synth --preset cpu --out "$out/synth" --seed 0
 common=(--collection "$out/synth/collection.json" --preset cpu --precision 32 --iterations 25 --seed 0
         --label-maps "$shared/label_maps/synthseg" --lesion-masks "$shared/lesion_masks" --domain-fraction "$fraction"
-        --domain-no-lesion "$no_lesion"
+        --domain-no-lesion "$no_lesion" --intensity-shift "$shift"
         --num-workers 1 --no-progress)
 mome train experts "${common[@]}" --epochs "$expert_epochs" --out "$out/experts"
 mome train mome "${common[@]}" --epochs "$mome_epochs" --experts "$out/experts" --out "$out/mome"

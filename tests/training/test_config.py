@@ -36,7 +36,8 @@ def test_replace_ignores_none_and_checks_values():
     cfg = get_train_config("tiny", "joint")
     assert cfg.replace(epochs=None, seed=3).seed == 3
     for bad in ({"precision": "fp8"}, {"epochs": 0}, {"sampling": "random"}, {"patch_size": [16, 16]},
-                {"grad_clip_scope": "experts"}, {"oversample_foreground": 1.5}):
+                {"grad_clip_scope": "experts"}, {"oversample_foreground": 1.5},
+                {"intensity_shift": -0.1}):
         with pytest.raises(ConfigError):
             cfg.replace(**bad)
     with pytest.raises(ConfigError, match="no fields"):

@@ -84,3 +84,28 @@ def test_epoch_sampler_keys():
 def test_unknown_modality_is_refused(prepared):
     with pytest.raises(ValueError, match="no expert"):
         PatchBatches(prepared, ["FLAIR"], [16, 16, 16], 2, None)
+
+
+@pytest.mark.parametrize("shift", [0.0, 3.0])
+def test_intensity_shift_moves_the_brain_not_the_background(shift):
+    """--intensity-shift adds one random offset to a patch's brain voxels (half the patches); the
+    background stays 0 (masking comes after it). Seeded, so the counts below are fixed."""
+    from mome.training.augment import training_transforms
+
+    transform = training_transforms([16, 16, 16], None, True, intensity_shift=shift)
+    torch.manual_seed(0)
+    means = []
+    for _ in range(40):
+        image = torch.zeros(1, 24, 24, 24)
+        seg = torch.full((1, 24, 24, 24), -1, dtype=torch.int16)
+        image[:, 8:16, 8:16, 8:16] = 1.0  # small enough to stay inside the patch when zoomed
+        seg[:, 8:16, 8:16, 8:16] = 0
+        out = transform(image=image, segmentation=seg)["image"]
+        brain = out != 0
+        assert brain.any() and (~brain).any(), "the brain stays non-zero and the background zero"
+        means.append(float(out[brain].mean()))
+    far = sum(abs(m - 1.0) > 1.5 for m in means)
+    if shift:
+        assert far >= 5, means
+    else:  # nnU-Net's own intensity transforms keep a constant brain within x0.75-1.25 (+ noise)
+        assert max(abs(m - 1.0) for m in means) < 1.0, means

@@ -52,6 +52,8 @@ DomainFractionOpt = Annotated[Optional[float], typer.Option(
     "--domain-fraction", help="share of patches drawn from the generator (default 0.5 with --label-maps)")]
 DomainNoLesionOpt = Annotated[Optional[float], typer.Option(
     "--domain-no-lesion", help="share of generated volumes without a lesion (default 0.3)")]
+ShiftOpt = Annotated[Optional[float], typer.Option(
+    "--intensity-shift", help="SD of a random additive shift of half the patches' z-scored intensities (default 0)")]
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="keep prepared volumes as .npy here")]
 AccelOpt = Annotated[str, typer.Option(
     "--accelerator", help="auto, cpu or gpu (several processes: launch with torchrun --nproc_per_node=N)")]
@@ -77,7 +79,8 @@ def experts(collection: CollectionOpt, out: OutOpt, preset: PresetOpt = None, se
             overwrite: OverwriteOpt = False, precision: PrecisionOpt = None, epochs: EpochsOpt = None,
             iterations: ItersOpt = None, batch_size: BatchOpt = None, patch_size: PatchOpt = None, lr: LrOpt = None,
             modalities: ModalitiesOpt = None, sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False,
-            augmentation: AugmentOpt = None, grad_clip: ClipOpt = None, num_workers: WorkersOpt = None,
+            augmentation: AugmentOpt = None, intensity_shift: ShiftOpt = None,
+            grad_clip: ClipOpt = None, num_workers: WorkersOpt = None,
             cache_dir: CacheOpt = None, gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto",
             threads: ThreadsOpt = None, progress: ProgressOpt = True, label_maps: LabelMapsOpt = None,
             lesion_masks: LesionMasksOpt = None, domain_fraction: DomainFractionOpt = None,
@@ -92,7 +95,7 @@ def mome(collection: CollectionOpt, out: OutOpt, experts: ExpertsOpt = None, pre
          epochs: EpochsOpt = None, iterations: ItersOpt = None, batch_size: BatchOpt = None,
          patch_size: PatchOpt = None, lr: LrOpt = None, modalities: ModalitiesOpt = None,
          sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False, augmentation: AugmentOpt = None,
-         grad_clip: ClipOpt = None, num_workers: WorkersOpt = None, cache_dir: CacheOpt = None,
+         intensity_shift: ShiftOpt = None, grad_clip: ClipOpt = None, num_workers: WorkersOpt = None, cache_dir: CacheOpt = None,
          gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
          progress: ProgressOpt = True, expert_weights: ExpertWeightsOpt = "final",
          reinit_expert_heads: ReinitOpt = False, gate_type: GateTypeOpt = None, gate_activation: GateActOpt = None,
@@ -109,7 +112,7 @@ def system(name: Annotated[str, typer.Argument(help="a system of `mome train lis
            epochs: EpochsOpt = None, iterations: ItersOpt = None, batch_size: BatchOpt = None,
            patch_size: PatchOpt = None, lr: LrOpt = None, modalities: ModalitiesOpt = None,
            sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False, augmentation: AugmentOpt = None,
-           grad_clip: ClipOpt = None, num_workers: WorkersOpt = None, cache_dir: CacheOpt = None,
+           intensity_shift: ShiftOpt = None, grad_clip: ClipOpt = None, num_workers: WorkersOpt = None, cache_dir: CacheOpt = None,
            gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
            progress: ProgressOpt = True, expert_weights: ExpertWeightsOpt = "final",
            reinit_expert_heads: ReinitOpt = False, gate_type: GateTypeOpt = None, gate_activation: GateActOpt = None,
@@ -165,6 +168,7 @@ def _train(name: str, collection: Path, out: Path, overwrite: bool, accelerator:
         "epochs": train_options.get("epochs"), "iterations_per_epoch": train_options.get("iterations"),
         "batch_size": train_options.get("batch_size"), "initial_lr": train_options.get("lr"),
         "sampling": train_options.get("sampling"), "augmentation": train_options.get("augmentation"),
+        "intensity_shift": train_options.get("intensity_shift"),
         "grad_clip_scope": train_options.get("grad_clip"), "num_workers": train_options.get("num_workers"),
         "cache_dir": None if train_options.get("cache_dir") is None else str(train_options["cache_dir"]),
         "curriculum": train_options.get("curriculum"),

@@ -50,7 +50,7 @@ def initial_patch_size(patch_size: Sequence[int], augmentation: bool = True) -> 
 
 
 def training_transforms(patch_size: Sequence[int], ds_scales: Sequence[Sequence[float]] | None,
-                        augmentation: bool = True):
+                        augmentation: bool = True, intensity_shift: float = 0.0):
     """The transform applied to one sample ``{"image": (1, X, Y, Z), "segmentation": (1, X, Y, Z)}``.
 
     Args:
@@ -58,8 +58,11 @@ def training_transforms(patch_size: Sequence[int], ds_scales: Sequence[Sequence[
         ds_scales: deep-supervision label scales (None: only the full-resolution label).
         augmentation: nnU-Net's pipeline; False only masks, maps -1 to 0 and downsamples the label
             (nnU-Net's validation transforms; the sampled patch then already has the final size).
+        intensity_shift: with augmentation, half the patches get an additive shift ~ N(0, this) of their
+            z-scored intensities (before masking, so the background stays 0); 0 = none.
     """
-    from batchgeneratorsv2.transforms.intensity.brightness import MultiplicativeBrightnessTransform
+    from batchgeneratorsv2.transforms.intensity.brightness import (BrightnessAdditiveTransform,
+                                                                   MultiplicativeBrightnessTransform)
     from batchgeneratorsv2.transforms.intensity.contrast import BGContrast, ContrastTransform
     from batchgeneratorsv2.transforms.intensity.gamma import GammaTransform
     from batchgeneratorsv2.transforms.intensity.gaussian_noise import GaussianNoiseTransform
@@ -101,6 +104,11 @@ def training_transforms(patch_size: Sequence[int], ds_scales: Sequence[Sequence[
                                            p_per_channel=1, p_retain_stats=1), apply_probability=0.3),
             MirrorTransform(allowed_axes=(0, 1, 2)),
         ]
+        if intensity_shift > 0:
+            # synchronize_channels=False: its synchronised branch draws uniform(mu, sigma), not N(mu, sigma)
+            transforms.append(RandomTransform(BrightnessAdditiveTransform(0.0, float(intensity_shift),
+                                                                          synchronize_channels=False),
+                                              apply_probability=0.5))
     transforms += [
         MaskImageTransform(apply_to_channels=[0], channel_idx_in_seg=0, set_outside_to=0),
         RemoveLabelTansform(-1, 0),

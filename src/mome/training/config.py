@@ -44,6 +44,10 @@ class TrainConfig:
         oversample_foreground: fraction of each batch (by position, nnU-Net's rule
             ``index >= round(batch * (1 - p))``) whose patch is centred on a lesion voxel.
         augmentation: nnU-Net's augmentation pipeline (batchgeneratorsv2) on or off.
+        intensity_shift: standard deviation of a random additive shift of each patch's z-scored intensities
+            (applied to half the patches, before masking; 0 = nnU-Net's pipeline unchanged). nnU-Net only
+            scales intensities, so a network never sees the most common tissue land at another z-score
+            level, which it does between synthetic and real scans (issue 13).
         batch_dice: Dice over the whole batch (True) or per sample, then averaged (False, the default:
             what nnU-Net plans for 3d_fullres when no 3d_lowres exists, as for 160x196x160 brains with
             a 128^3 patch; it also keeps the per-sample expert term of eq. 2 independent per sample).
@@ -88,6 +92,7 @@ class TrainConfig:
     weight_decay: float = 3e-5
     oversample_foreground: float = 0.33
     augmentation: bool = True
+    intensity_shift: float = 0.0
     batch_dice: bool = False
     dice_weight: float = 1.0
     ce_weight: float = 1.0
@@ -134,6 +139,8 @@ class TrainConfig:
             raise ConfigError(f"domain_no_lesion must be in [0, 1], got {self.domain_no_lesion}")
         if self.domain_fraction > 0 and not self.label_maps:
             raise ConfigError("domain_fraction > 0 needs label_maps (--label-maps DIR)")
+        if not 0.0 <= float(self.intensity_shift) <= 5.0:
+            raise ConfigError(f"intensity_shift must be in [0, 5] (z-score units), got {self.intensity_shift}")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
         _choice("precision", str(self.precision), PRECISIONS)

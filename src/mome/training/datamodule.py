@@ -53,6 +53,7 @@ class PatchDataModule(L.LightningDataModule):
         scales = self.ds_scales if self.ds_scales is not None else [[1.0, 1.0, 1.0]]
         dataset = PatchBatches(self.prepared, self.modalities, cfg.patch_size, cfg.batch_size, scales,
                                oversample_foreground=cfg.oversample_foreground, augmentation=cfg.augmentation,
+                               intensity_shift=cfg.intensity_shift,
                                sampling=cfg.sampling, seed=cfg.seed, rank=rank, world_size=world,
                                case_weights=self.case_weights, generator=self.generator,
                                generated_fraction=cfg.domain_fraction)

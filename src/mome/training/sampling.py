@@ -75,7 +75,7 @@ class PatchBatches(Dataset):
         patch_size: final patch (voxels).
         batch_size: global batch size.
         ds_scales: deep-supervision label scales (see :func:`mome.training.augment.deep_supervision_scales`).
-        oversample_foreground, augmentation, sampling, seed: see :class:`~mome.training.config.TrainConfig`.
+        oversample_foreground, augmentation, intensity_shift, sampling, seed: see :class:`~mome.training.config.TrainConfig`.
         generator, generated_fraction: a :class:`~mome.data.domain.generator.DomainGenerator` and the share
             of batch positions it fills (drawn per position from the batch's seeded stream).
         rank, world_size: this process in DDP.
@@ -88,7 +88,7 @@ class PatchBatches(Dataset):
 
     def __init__(self, cases: Sequence[PreparedCase], modalities: Sequence[str], patch_size: Sequence[int],
                  batch_size: int, ds_scales: Sequence[Sequence[float]] | None, *, oversample_foreground: float = 0.33,
-                 augmentation: bool = True, sampling: str = "case", seed: int = 0, rank: int = 0,
+                 augmentation: bool = True, intensity_shift: float = 0.0, sampling: str = "case", seed: int = 0, rank: int = 0,
                  world_size: int = 1, case_weights: Sequence[float] | None = None, generator=None,
                  generated_fraction: float = 0.0):
         self.cases = list(cases)
@@ -105,7 +105,8 @@ class PatchBatches(Dataset):
         self.positions = rank_positions(self.batch_size, rank, world_size)
         self.rank = int(rank)
         self.crop_size = initial_patch_size(self.patch_size, self.augmentation)
-        self.transform = training_transforms(self.patch_size, ds_scales, self.augmentation)
+        self.transform = training_transforms(self.patch_size, ds_scales, self.augmentation,
+                                             intensity_shift=intensity_shift)
         self.generator = generator
         self.generated_fraction = float(generated_fraction) if generator is not None else 0.0
         self.groups = _groups(self.cases, sampling) if self.cases else []
