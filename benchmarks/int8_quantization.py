@@ -39,20 +39,13 @@ def quantize(ov_model, inputs: list[np.ndarray], preset: str):
                          **kwargs)
 
 
-def compile_cpu(model, threads: int):
-    from mome.inference.backends import _core
-
-    return _core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                                                "INFERENCE_PRECISION_HINT": "f32"})
-
-
 def speed(threads: int, preset: str) -> dict:
     """Seconds for one whole paper-size volume through one U-Net, fp32 and int8 (random weights)."""
     import torch
     from scipy.ndimage import gaussian_filter
 
     import mome
-    from mome.inference.backends import NetworkView, OpenVINONetwork
+    from mome.inference.backends import NetworkView, OpenVINONetwork, compile_cpu
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -80,6 +73,7 @@ def speed(threads: int, preset: str) -> dict:
 
 def agreement(args) -> dict:
     from mome.data.collection import load_collection
+    from mome.inference.backends import compile_cpu
     from mome.inference.predictor import Predictor
 
     train = load_collection(args.collection).filter(split="train").cases

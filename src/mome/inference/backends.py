@@ -142,6 +142,13 @@ def _core():
     return import_openvino().Core()
 
 
+def compile_cpu(model, threads: int, precision: str = "fp32"):
+    """``model`` (an ``openvino.Model``) compiled for the CPU: ``threads`` threads, latency-first, fp32 or bf16."""
+    config = {"INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY",
+              "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+    return _core().compile_model(model, "CPU", config)
+
+
 def _looks_like_ir(folder: Path) -> bool:
     """Whether a cache entry is an OpenVINO IR (an XML ``<net>`` with its weights file) before OpenVINO reads it.
 
@@ -198,11 +205,10 @@ class OpenVINONetwork(nn.Module):
         key = weights_key(module, f"{type(module).__name__}|{tag}|{_versions()}")
         folder = cache_root() / key
         xml = folder / "model.xml"
-        core = _core()
         model = None
         if cache and _looks_like_ir(folder):
             try:
-                model = core.read_model(str(xml), str(folder / "model.bin"))
+                model = _core().read_model(str(xml), str(folder / "model.bin"))
                 self.cache_hit = True
             except Exception:  # a damaged cache entry is rebuilt, not trusted
                 model = None
@@ -210,9 +216,7 @@ class OpenVINONetwork(nn.Module):
             model = self._convert(example_shape)
             if cache:
                 self._save(model, folder, note)
-        config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
-        self.compiled = core.compile_model(model, "CPU", config)
+        self.compiled = compile_cpu(model, self.threads, precision)
         self.version = ov.__version__
 
     def _convert(self, example_shape):
