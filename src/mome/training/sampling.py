@@ -75,7 +75,8 @@ class PatchBatches(Dataset):
         patch_size: final patch (voxels).
         batch_size: global batch size.
         ds_scales: deep-supervision label scales (see :func:`mome.training.augment.deep_supervision_scales`).
-        oversample_foreground, augmentation, intensity_shift, sampling, seed: see :class:`~mome.training.config.TrainConfig`.
+        oversample_foreground, augmentation, intensity_shift, sampling, seed: see
+            :class:`~mome.training.config.TrainConfig`.
         generator, generated_fraction: a :class:`~mome.data.domain.generator.DomainGenerator` and the share
             of batch positions it fills (drawn per position from the batch's seeded stream).
         rank, world_size: this process in DDP.
@@ -88,8 +89,8 @@ class PatchBatches(Dataset):
 
     def __init__(self, cases: Sequence[PreparedCase], modalities: Sequence[str], patch_size: Sequence[int],
                  batch_size: int, ds_scales: Sequence[Sequence[float]] | None, *, oversample_foreground: float = 0.33,
-                 augmentation: bool = True, intensity_shift: float = 0.0, sampling: str = "case", seed: int = 0, rank: int = 0,
-                 world_size: int = 1, case_weights: Sequence[float] | None = None, generator=None,
+                 augmentation: bool = True, intensity_shift: float = 0.0, sampling: str = "case", seed: int = 0,
+                 rank: int = 0, world_size: int = 1, case_weights: Sequence[float] | None = None, generator=None,
                  generated_fraction: float = 0.0):
         self.cases = list(cases)
         self.modalities = list(modalities)
