@@ -144,8 +144,9 @@ def _false_positives(image: np.ndarray, mask: np.ndarray, ref: np.ndarray, spaci
     """'lesion z | false-positive z | largest false-positive component (ml)' as three table cells."""
     from scipy import ndimage
 
-    brain = image != 0
-    z = (image - image[brain].mean()) / max(float(image[brain].std()), 1e-6)
+    from mome.data.intensity import zscore_in_brain
+
+    z = zscore_in_brain(image)  # the z-score the network is fed (non-zero voxels = brain)
     fp = mask & ~ref
     components, _ = ndimage.label(fp, np.ones((3, 3, 3)))
     largest = float(np.max(np.bincount(components.ravel())[1:], initial=0)) * float(np.prod(spacing)) / 1000

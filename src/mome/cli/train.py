@@ -114,7 +114,7 @@ def system(name: Annotated[str, typer.Argument(help="a system of `mome train lis
            patch_size: PatchOpt = None, lr: LrOpt = None, modalities: ModalitiesOpt = None,
            sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False, augmentation: AugmentOpt = None,
            intensity_shift: ShiftOpt = None, grad_clip: ClipOpt = None, num_workers: WorkersOpt = None,
-         cache_dir: CacheOpt = None,
+           cache_dir: CacheOpt = None,
            gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
            progress: ProgressOpt = True, expert_weights: ExpertWeightsOpt = "final",
            reinit_expert_heads: ReinitOpt = False, gate_type: GateTypeOpt = None, gate_activation: GateActOpt = None,
