@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mome.data.domain.generator import TASKS, DomainGenerator
+from mome.data.domain.generator import LESION_CONTRAST, TASKS, DomainGenerator
 from mome.data.domain.label_maps import find_label_maps, label_map_to_mni, on_spacing, t1_like
 from mome.data.domain.lesion_bank import LesionBank, LesionCrop, check_lesion_folder, load_lesion_bank
 from mome.data.mni import mni_grid
@@ -182,3 +182,16 @@ def test_labelled_lesions_stand_apart_from_every_normal_tissue():
         assert out[mask].mean() <= 0.5 - MIN_MARGIN + 0.025
         faint = gen._add_lesion(image, {"oedema": mask}, "T1", rng, set(), [0.5, 0.8])
         assert tissue["wm"] - 0.25 - 0.025 <= faint[mask].mean() <= tissue["wm"] - 0.08 + 0.025
+
+
+def test_every_labelled_compartment_has_a_one_signed_contrast():
+    """What the margin rule needs to keep a labelled lesion visible: on T1 / T1ce the label is the tumour
+    core (rim + necrosis), elsewhere a lesion kind is its own compartment (a whole tumour is carried by
+    its oedema)."""
+    for modality, kinds in TASKS.items():
+        labelled = [k for k in kinds if k != "tumour"]
+        if "tumour" in kinds:
+            labelled += ["rim", "necrosis"] if modality in ("T1", "T1ce") else ["oedema"]
+        for name in labelled:
+            lo, hi = LESION_CONTRAST[modality][name]
+            assert lo * hi > 0, (modality, name)

@@ -168,3 +168,37 @@ def check_cmd(
     console = Console()
     console.print(counts_table(coll))
     console.print(f"{manifest}: {len(coll)} cases OK", soft_wrap=True, highlight=False)
+
+
+@collection_app.command("visible")
+def visible_cmd(
+    manifest: Path = typer.Argument(..., help="collection.json (or its folder)"),
+    out: Path = typer.Option(..., "--out", "-o", help="manifest to write (images stay where they are)"),
+    min_cnr: float = typer.Option(1.0, "--min-cnr", help="drop training cases whose lesion contrast-to-noise "
+                                  "ratio (lesion vs the brain within ~4 mm) is smaller in magnitude"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing manifest"),
+) -> None:
+    """Keep only training cases whose labelled lesion the image shows (test cases are kept as they are)."""
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.progress import track
+
+    from mome.data.collection import load_collection
+    from mome.data.visibility import visible_collection
+    from mome.utils.atomic import check_writable
+
+    coll = load_collection(manifest)
+    check_writable(out, overwrite=overwrite, kind="file")
+    err = Console(stderr=True)
+    result = visible_collection(coll, min_cnr, progress=lambda cases: track(
+        cases, description="measuring lesion CNR", console=err, transient=True))
+    result.collection.save(out, overwrite=overwrite)
+    tasks = {c.id: c.task for c in coll.cases}
+    dropped = Counter(tasks[i] for i in result.dropped)
+    train = Counter(c.task for c in coll.cases if c.split == "train")
+    console = Console()
+    for task in sorted(dropped):
+        console.print(f"{task}: dropped {dropped[task]} of {train[task]} training cases", highlight=False)
+    console.print(f"wrote {out} ({len(result.collection)} of {len(coll)} cases; |CNR| >= {min_cnr:g} "
+                  "for every labelled training lesion)", soft_wrap=True, highlight=False)

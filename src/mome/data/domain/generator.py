@@ -47,10 +47,12 @@ TASKS = {
     "FLAIR": ("tumour", "ms", "stroke_acute"),
     "DWI": ("stroke_acute",),
 }
-#: lesion intensity minus host intensity (range of a uniform draw) per modality and lesion compartment
+#: lesion intensity minus host intensity (range of a uniform draw) per modality and lesion compartment;
+#: every compartment a modality's label covers has a one-signed range, so the margin rule keeps it visible
+#: (T1's labelled tumour core: the non-enhancing part is hypointense on a plain T1)
 LESION_CONTRAST = {
     "T1": {"ms": (-0.30, -0.10), "stroke_acute": (-0.30, -0.10), "stroke_chronic": (-0.65, -0.35),
-           "oedema": (-0.25, -0.08), "rim": (-0.20, 0.05), "necrosis": (-0.45, -0.25)},
+           "oedema": (-0.25, -0.08), "rim": (-0.30, -0.10), "necrosis": (-0.45, -0.25)},
     "T1ce": {"ms": (-0.20, -0.05), "stroke_acute": (-0.25, -0.05), "stroke_chronic": (-0.6, -0.3),
              "oedema": (-0.25, -0.05), "rim": (0.25, 0.55), "necrosis": (-0.45, -0.25)},
     "T2": {"ms": (0.25, 0.50), "stroke_acute": (0.25, 0.50), "stroke_chronic": (0.4, 0.6),
