@@ -13,6 +13,7 @@ default `auto` uses bf16 where the CPU has it) and one whole-volume window (mome
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -124,7 +125,7 @@ def main() -> None:
 
         masks = {}
         print(f"\nraw case {args.tcga.name} (--preprocess; no reference mask)\n")
-        print("| modality | predicted ml (MNI) | registration NCC |\n|---|---|---|")
+        print("| modality | predicted ml (MNI) | registration MI | registration NCC | attempts |\n|---|---|---|---|---|")
         with tempfile.TemporaryDirectory() as tmp:
             for mod in ("flair", "t2", "t1", "t1ce"):
                 path = next(args.tcga.glob(f"{mod}.nii*"), None)
@@ -133,7 +134,9 @@ def main() -> None:
                 prep = preprocess(path, Path(tmp) / mod)
                 brain = np.asarray(nib.load(str(prep.brain_mask_path)).dataobj) > 0
                 masks[mod] = predictor.predict_image(nib.load(str(prep.image_path)), brain_mask=brain).mask > 0
-                print(f"| {mod} | {masks[mod].sum() / 1000:.1f} | {prep.ncc_after:.2f} |")
+                attempts = json.loads(prep.record_path.read_text())["registration"]["attempts"]
+                print(f"| {mod} | {masks[mod].sum() / 1000:.1f} | {prep.mi_after:.3f} | {prep.ncc_after:.2f} | "
+                      f"{attempts} |")
         if "flair" in masks and "t2" in masks:
             a, b = masks["flair"], masks["t2"]
             dice = 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)

@@ -54,6 +54,15 @@ def test_qc_flags_each_warning():
     # a gate without a clear favourite (under 40% of the weight) says nothing about the modality
     unclear = {"lesion_volume_ml": 0.0, "implicit_modality": "T2", "expert_weight_share": {"T2": 0.3}}
     assert qc_flags(unclear, np.zeros_like(mask), brain, "FLAIR")["warnings"] == []
+    # the registration check reads mutual information where the record has it (a correct T2 has a
+    # negative NCC with the T1 template), NCC only in records without it
+    quiet = {"lesion_volume_ml": 0.0}
+    t2_ok = {"ncc_after": -0.174, "mi_after": 0.062, "skipped": False}
+    assert qc_flags(quiet, np.zeros_like(mask), brain, None, t2_ok)["warnings"] == []
+    wrong = {"ncc_after": 0.3, "mi_after": 0.033, "skipped": False}
+    assert qc_flags(quiet, np.zeros_like(mask), brain, None, wrong)["warnings"][0].startswith("registration")
+    skipped = {"ncc_after": 0.1, "mi_after": 0.01, "skipped": "MNI152 grid"}
+    assert qc_flags(quiet, np.zeros_like(mask), brain, None, skipped)["warnings"] == []
 
 
 @pytest.fixture(scope="module")

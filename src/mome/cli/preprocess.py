@@ -59,6 +59,10 @@ def preprocess_cmd(
     else:
         out.print(f"NCC with the MNI152 template in its brain mask: {res.ncc_before:.3f} unregistered -> "
                   f"{res.ncc_after:.3f} registered", highlight=False)
+        if res.mi_after is not None:
+            out.print(f"mutual information with the template: {res.mi_before:.3f} unregistered -> {res.mi_after:.3f} "
+                      "registered (what the attempts are chosen by; NCC is negative for a correct T2)",
+                      highlight=False)
 
 
 def _skipped(res) -> str | None:

@@ -62,6 +62,8 @@ class PreprocessResult:
         native_affine: its voxel-to-world affine (RAS, mm), exactly as nibabel read it.
         source: the original scan's path.
         ncc_before, ncc_after: NCC with the template in its brain mask, header placement vs registered.
+        mi_before, mi_after: the same as mutual information (contrast-independent; None in records written
+            before mome recorded it).
         record_path: ``preprocess.json``.
     """
 
@@ -78,6 +80,8 @@ class PreprocessResult:
     record_path: Path
     grid_shape: tuple[int, int, int] = MNI_CROP_SHAPE
     grid_affine: np.ndarray = None  # type: ignore[assignment]
+    mi_before: float | None = None
+    mi_after: float | None = None
 
     def __post_init__(self) -> None:
         if self.grid_affine is None:
@@ -102,7 +106,8 @@ class PreprocessResult:
                          None if files.get("label") is None else out_dir / files["label"],
                          out_dir / files["transform"], tuple(native["shape"]), np.array(native["affine"], float),
                          Path(native["source"]), float(reg["ncc_before"]), float(reg["ncc_after"]), rec_path,
-                         tuple(mni["shape"]), np.array(mni["affine"], float))
+                         tuple(mni["shape"]), np.array(mni["affine"], float),
+                         _optional_float(reg.get("mi_before")), _optional_float(reg.get("mi_after")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{rec_path} is not a valid preprocessing record: {exc}") from exc
         if not result.transform_path.is_file():
@@ -237,7 +242,8 @@ def preprocess(image_path: str | os.PathLike, out_dir: str | os.PathLike, label_
                                      f"scan, {settings.final_transform} on the template-masked scan (antspyx)"),
                           "mode": registration, "skipped": reg.skipped,
                           "settings": None if reg.skipped else settings.to_dict(), "ncc_before": reg.ncc_before,
-                          "ncc_after": reg.ncc_after, "seconds": reg.seconds, "attempts": reg.attempts},
+                          "ncc_after": reg.ncc_after, "mi_before": reg.mi_before, "mi_after": reg.mi_after,
+                          "seconds": reg.seconds, "attempts": reg.attempts},
             brain_mask=how, skull_on_fraction=skull_on, masked=bool(masked),
             files={"image": IMAGE, "brain_mask": BRAIN_MASK, "label": None if label is None else LABEL,
                    "transform": TRANSFORM},
@@ -306,3 +312,7 @@ def skull_on_fraction(warped: np.ndarray, template_brain: np.ndarray) -> float:
     signal = signal_mask(warped)
     outside = ~ndimage.binary_dilation(template_brain, iterations=5)
     return float((signal & outside).sum() / max(int(signal.sum()), 1))
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
