@@ -125,7 +125,8 @@ def main() -> None:
 
         masks = {}
         print(f"\nraw case {args.tcga.name} (--preprocess; no reference mask)\n")
-        print("| modality | predicted ml (MNI) | registration MI | registration NCC | attempts |\n|---|---|---|---|---|")
+        print("| modality | predicted ml (MNI) | registration MI | registration NCC | attempts |\n"
+              "|---|---|---|---|---|")
         with tempfile.TemporaryDirectory() as tmp:
             for mod in ("flair", "t2", "t1", "t1ce"):
                 path = next(args.tcga.glob(f"{mod}.nii*"), None)
