@@ -22,7 +22,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-MODALITIES = ("T1", "T1ce", "T2", "FLAIR", "DWI")
+from mome.data.constants import MODALITIES
 
 
 def main() -> None:
