@@ -3,9 +3,10 @@
 The paper trains every modality on its dataset's shared label, so a T1 of a BraTS subject is labelled with
 the whole tumour (oedema included) and a T1 of a WMH subject with lesions T1 barely shows. In mome's
 synthetic ``cpu`` benchmark those labels sit on lesions with a contrast-to-noise ratio near 0 (BraTS/T1
--0.37 over 85 ml, WMH/T1 and OASIS/T1 -0.05, MSSEG/T1 -0.48, MSSEG/T1ce -0.19; ``contrast.md``), and a
-network trained on them learns to call large stretches of ordinary white matter lesion: on a real T1 the
-embedded model predicted one connected 129 ml region at white-matter intensity (README, issue 13).
+-0.37 over 85 ml, WMH/T1 and OASIS/T1 -0.05, MSSEG/T1 -0.48, MSSEG/T1ce -0.19; ``contrast.md``). Such
+labels ask a network to mark what it cannot see. (Measured, issue 13: training the embedded model on the
+filtered ``cpu`` benchmark did *not* remove its whole-region false positives on a real T1; candidate 6 in
+``benchmarks/results/domain_candidates.md``. The filter is a data check, not a fix for those.)
 
 :func:`visible_collection` keeps the test split as it is and drops the training cases whose lesion CNR
 (:func:`mome.data.synth.report.lesion_cnr`, lesion against the brain within ~4 mm around it) is smaller in
