@@ -37,6 +37,9 @@ def main() -> None:
                     help="also predict N lesion-free volumes per modality of the domain-randomised generator "
                          "(real SynthSeg anatomies, 2 mm; needs --label-maps): false positives on healthy anatomy")
     ap.add_argument("--label-maps", type=Path, default=None, help="SynthSeg label maps for --healthy")
+    ap.add_argument("--healthy-random-contrast", type=float, default=0.0,
+                    help="share of --healthy volumes with fully random label intensities (default 0: every one "
+                         "with its modality's tissue prior, as real scans; training draws 0.15)")
     ap.add_argument("--sliding-window", action="store_true",
                     help="sliding windows of the training patch instead of mome predict's whole-volume default")
     args = ap.parse_args()
@@ -110,10 +113,13 @@ def main() -> None:
             ap.error("--healthy needs --label-maps")
         shape = mni_grid(2.0)[0]
         gen = DomainGenerator([on_spacing(m.labels, 2.0) for m in load_label_maps(args.label_maps, 1.0)],
-                              LesionBank(tuple(shape)), spacing_mm=2.0, config=GeneratorConfig(p_no_lesion=1.0))
-        print(f"\nlesion-free generated volumes (real anatomies, 2 mm; {args.healthy} per modality, seeds 0..)\n")
+                              LesionBank(tuple(shape)), spacing_mm=2.0,
+                              config=GeneratorConfig(p_no_lesion=1.0, p_random_contrast=args.healthy_random_contrast))
+        print(f"\nlesion-free generated volumes (real anatomies, 2 mm; {args.healthy} per modality, seeds 0..; "
+              f"random contrast share {args.healthy_random_contrast})\n")
         print("| modality | predicted ml (mean) | max |\n|---|---|---|")
-        for mod in TISSUE_PRIORS:
+        own = record.get("modalities") or list(TISSUE_PRIORS)
+        for mod in [m for m in TISSUE_PRIORS if len(own) != 1 or m in own]:  # an expert: its own modality only
             mls = []
             for seed in range(args.healthy):
                 case = gen.sample(np.random.default_rng(10_000 + seed), mod)

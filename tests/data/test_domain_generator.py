@@ -195,3 +195,18 @@ def test_every_labelled_compartment_has_a_one_signed_contrast():
         for name in labelled:
             lo, hi = LESION_CONTRAST[modality][name]
             assert lo * hi > 0, (modality, name)
+
+
+def test_the_share_of_random_contrasts_is_a_setting():
+    """``p_random_contrast`` 0 draws every label mean from the modality's prior (T1: white matter brighter
+    than cortex by 0.3, jitter 0.1, so in nearly every draw); 1 draws them all at random (about half)."""
+    from mome.data.domain.generator import GeneratorConfig
+
+    labels = _toy_label_map()
+    shares = {}
+    for p in (0.0, 1.0):
+        gen = DomainGenerator([labels], _toy_bank(), spacing_mm=2.0, config=GeneratorConfig(p_random_contrast=p))
+        brighter = [means[2] > means[3] for means in
+                    (gen._intensities(labels, "T1", np.random.default_rng(seed))[1] for seed in range(40))]
+        shares[p] = float(np.mean(brighter))
+    assert shares[0.0] >= 0.95 and 0.2 <= shares[1.0] <= 0.8, shares

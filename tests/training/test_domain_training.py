@@ -38,6 +38,8 @@ def test_domain_options_are_checked():
         TrainConfig(domain_fraction=0.5)
     with pytest.raises(ConfigError, match=r"\[0, 1\]"):
         TrainConfig(label_maps="x", domain_fraction=1.5)
+    with pytest.raises(ConfigError, match=r"domain_random_contrast must be in \[0, 1\]"):
+        TrainConfig(label_maps="x", domain_fraction=0.5, domain_random_contrast=-0.1)
 
 
 def test_cli_refuses_bad_label_map_folders_before_training(tmp_path):
@@ -57,5 +59,7 @@ def test_cli_refuses_bad_label_map_folders_before_training(tmp_path):
     r = cli("--label-maps", str(tmp_path / "absent"))
     assert r.returncode == 1 and "does not exist" in r.stderr
     r = cli("--lesion-masks", str(tmp_path))
+    assert r.returncode == 1 and "need --label-maps" in r.stderr
+    r = cli("--domain-random-contrast", "0")
     assert r.returncode == 1 and "need --label-maps" in r.stderr
     assert not (tmp_path / "run").exists()

@@ -52,6 +52,8 @@ DomainFractionOpt = Annotated[Optional[float], typer.Option(
     "--domain-fraction", help="share of patches drawn from the generator (default 0.5 with --label-maps)")]
 DomainNoLesionOpt = Annotated[Optional[float], typer.Option(
     "--domain-no-lesion", help="share of generated volumes without a lesion (default 0.3)")]
+DomainRandomOpt = Annotated[Optional[float], typer.Option(
+    "--domain-random-contrast", help="share of generated volumes with fully random label intensities (default 0.15)")]
 ShiftOpt = Annotated[Optional[float], typer.Option(
     "--intensity-shift", help="SD of a random additive shift of half the patches' z-scored intensities (default 0)")]
 OversampleOpt = Annotated[Optional[float], typer.Option(
@@ -89,7 +91,8 @@ def experts(collection: CollectionOpt, out: OutOpt, preset: PresetOpt = None, se
             cache_dir: CacheOpt = None, gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto",
             threads: ThreadsOpt = None, progress: ProgressOpt = True, label_maps: LabelMapsOpt = None,
             lesion_masks: LesionMasksOpt = None, domain_fraction: DomainFractionOpt = None,
-            domain_no_lesion: DomainNoLesionOpt = None) -> None:
+            domain_no_lesion: DomainNoLesionOpt = None,
+            domain_random_contrast: DomainRandomOpt = None) -> None:
     """Stage 1: one expert U-Net per modality, each on all training images of its modality."""
     _train("experts", **locals())
 
@@ -107,7 +110,8 @@ def mome(collection: CollectionOpt, out: OutOpt, experts: ExpertsOpt = None, pre
          progress: ProgressOpt = True, expert_weights: ExpertWeightsOpt = "final",
          reinit_expert_heads: ReinitOpt = False, gate_type: GateTypeOpt = None, gate_activation: GateActOpt = None,
          curriculum: CurriculumOpt = None, label_maps: LabelMapsOpt = None, lesion_masks: LesionMasksOpt = None,
-         domain_fraction: DomainFractionOpt = None, domain_no_lesion: DomainNoLesionOpt = None) -> None:
+         domain_fraction: DomainFractionOpt = None, domain_no_lesion: DomainNoLesionOpt = None,
+         domain_random_contrast: DomainRandomOpt = None) -> None:
     """Stage 2: MoME from the stage-1 experts and a fresh gate, curriculum loss (eq. 2), LR 1e-3."""
     _train("mome", **locals())
 
@@ -126,7 +130,8 @@ def system(name: Annotated[str, typer.Argument(help="a system of `mome train lis
            progress: ProgressOpt = True, expert_weights: ExpertWeightsOpt = "final",
            reinit_expert_heads: ReinitOpt = False, gate_type: GateTypeOpt = None, gate_activation: GateActOpt = None,
            curriculum: CurriculumOpt = None, label_maps: LabelMapsOpt = None, lesion_masks: LesionMasksOpt = None,
-           domain_fraction: DomainFractionOpt = None, domain_no_lesion: DomainNoLesionOpt = None) -> None:
+           domain_fraction: DomainFractionOpt = None, domain_no_lesion: DomainNoLesionOpt = None,
+           domain_random_contrast: DomainRandomOpt = None) -> None:
     """Train any registered system by name (ablations: no-curriculum, basic-gate, random-experts;
     baselines: single, task-specific; and experts / mome)."""
     options = locals()
@@ -186,7 +191,8 @@ def _train(name: str, collection: Path, out: Path, overwrite: bool, accelerator:
         "gradient_checkpointing": train_options.get("gradient_checkpointing"),
         "patch_size": _patch(patch_size),
         **_domain(train_options.get("label_maps"), train_options.get("lesion_masks"),
-                  train_options.get("domain_fraction"), train_options.get("domain_no_lesion")),
+                  train_options.get("domain_fraction"), train_options.get("domain_no_lesion"),
+                  train_options.get("domain_random_contrast")),
     }
     model_overrides = {"modalities": modalities, "gate_type": gate_type, "gate_activation": gate_activation}
     console = Console(stderr=True)
@@ -214,13 +220,14 @@ def _patch(text: Optional[str]) -> Optional[list[int]]:
 
 
 def _domain(label_maps: Optional[Path], lesion_masks: Optional[Path], fraction: Optional[float],
-            no_lesion: Optional[float] = None) -> dict:
+            no_lesion: Optional[float] = None, random_contrast: Optional[float] = None) -> dict:
     """Generator options, with the folders checked now (before any training) so that a bad one is one line."""
     from mome.errors import ConfigError
 
     if label_maps is None:
-        if lesion_masks is not None or fraction or no_lesion is not None:
-            raise ConfigError("--lesion-masks, --domain-fraction and --domain-no-lesion need --label-maps DIR")
+        if lesion_masks is not None or fraction or no_lesion is not None or random_contrast is not None:
+            raise ConfigError("--lesion-masks, --domain-fraction, --domain-no-lesion and --domain-random-contrast "
+                              "need --label-maps DIR")
         return {}
     from mome.data.domain.label_maps import find_label_maps
     from mome.data.domain.lesion_bank import check_lesion_folder
@@ -231,4 +238,5 @@ def _domain(label_maps: Optional[Path], lesion_masks: Optional[Path], fraction: 
     return {"label_maps": str(Path(label_maps).resolve()),
             "lesion_masks": None if lesion_masks is None else str(Path(lesion_masks).resolve()),
             "domain_fraction": 0.5 if fraction is None else float(fraction),
-            **({} if no_lesion is None else {"domain_no_lesion": float(no_lesion)})}
+            **({} if no_lesion is None else {"domain_no_lesion": float(no_lesion)}),
+            **({} if random_contrast is None else {"domain_random_contrast": float(random_contrast)})}

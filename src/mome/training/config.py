@@ -71,6 +71,8 @@ class TrainConfig:
         domain_fraction: share of the batch positions drawn from that generator instead of the
             collection (0 = collection only; 1 = generated only).
         domain_no_lesion: share of the generated volumes drawn without a lesion (healthy anatomy).
+        domain_random_contrast: share of the generated volumes whose label intensities are fully random
+            (the rest follow the modality's tissue prior; SynthSeg draws every sample at random).
         cache_dir: None keeps the prepared volumes in memory; a folder stores them as .npy files that
             are memory-mapped (for collections that do not fit in RAM).
         best_ema: smoothing of the per-epoch monitored loss for choosing the "best" weights
@@ -111,6 +113,7 @@ class TrainConfig:
     lesion_masks: str | None = None
     domain_fraction: float = 0.0
     domain_no_lesion: float = 0.3
+    domain_random_contrast: float = 0.15
     best_ema: float = 0.9
     gradient_checkpointing: bool = False
 
@@ -137,6 +140,8 @@ class TrainConfig:
             raise ConfigError(f"gate_lr_scale must be > 0, got {self.gate_lr_scale}")
         if not 0.0 <= float(self.domain_no_lesion) <= 1.0:
             raise ConfigError(f"domain_no_lesion must be in [0, 1], got {self.domain_no_lesion}")
+        if not 0.0 <= float(self.domain_random_contrast) <= 1.0:
+            raise ConfigError(f"domain_random_contrast must be in [0, 1], got {self.domain_random_contrast}")
         if self.domain_fraction > 0 and not self.label_maps:
             raise ConfigError("domain_fraction > 0 needs label_maps (--label-maps DIR)")
         if not 0.0 <= float(self.intensity_shift) <= 5.0:

@@ -80,4 +80,5 @@ def build_generator(config: TrainConfig, modalities: Sequence[str]):
 
         bank = LesionBank(tuple(mni_grid(s)[0]))
     return DomainGenerator(maps, bank, modalities=modalities, spacing_mm=s,
-                           config=GeneratorConfig(p_no_lesion=float(config.domain_no_lesion)))
+                           config=GeneratorConfig(p_no_lesion=float(config.domain_no_lesion),
+                                                  p_random_contrast=float(config.domain_random_contrast)))

@@ -64,6 +64,7 @@ LESION_CONTRAST = {
 }
 #: smallest distance of a labelled one-signed lesion compartment from every normal non-CSF tissue mean
 MIN_MARGIN = 0.08
+#: default share of samples whose label means are drawn fully at random instead of from the modality prior
 P_RANDOM_CONTRAST = 0.15
 
 
@@ -72,6 +73,7 @@ class GeneratorConfig:
     """Ranges of the random draws (defaults follow SynthSeg / SynthStroke's spirit at mome's scale)."""
 
     p_no_lesion: float = 0.30
+    p_random_contrast: float = P_RANDOM_CONTRAST
     rotate_rad: float = 0.15
     scale: float = 0.12
     shift_voxels: float = 4.0
@@ -209,7 +211,7 @@ class DomainGenerator:
     def _intensities(self, labels: np.ndarray, modality: str, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
         prior = TISSUE_PRIORS[modality]
-        random_contrast = rng.random() < P_RANDOM_CONTRAST
+        random_contrast = rng.random() < cfg.p_random_contrast
         out = np.zeros(labels.shape, np.float32)
         means: dict[int, float] = {}
         noise = rng.standard_normal(labels.shape).astype(np.float32)
