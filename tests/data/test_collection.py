@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
-from mome.cli import main as cli_main
 from mome.data.collection import Case, Collection, load_collection
 from mome.data.validate import find_problems, validate_collection
 from mome.errors import DataError
@@ -42,15 +41,6 @@ def good(tmp_path):
     coll = Collection("demo", cases)
     coll.save(tmp_path / "collection.json")
     return tmp_path / "collection.json"
-
-
-def _run(monkeypatch, capsys, *args):
-    monkeypatch.setenv("MOME_TCMALLOC", "0")  # run() may otherwise re-exec the interpreter (pytest!)
-    monkeypatch.setattr(sys, "argv", ["mome", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        cli_main.run()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def test_valid_collection_round_trip(good):
@@ -118,7 +108,7 @@ def test_unknown_modality_and_duplicate_ids(good, tmp_path):
 
 
 def test_check_cli_prints_counts(good, monkeypatch, capsys):
-    code, out, err = _run(monkeypatch, capsys, "collection", "check", good)
+    code, out, err = run_cli(monkeypatch, capsys, "collection", "check", good)
     assert code in (0, None), err
     row = next(line for line in out.splitlines() if "FLAIR" in line and "DS" in line)
     assert [c.strip() for c in row.split("│") if c.strip()] == ["DS", "FLAIR", "seen", "1", "1", "2"]
@@ -127,7 +117,7 @@ def test_check_cli_prints_counts(good, monkeypatch, capsys):
 
 def test_check_cli_fails_with_one_line(good, monkeypatch, capsys):
     (good.parent / "s2" / "T1.nii.gz").unlink()
-    code, out, err = _run(monkeypatch, capsys, "collection", "check", good)
+    code, out, err = run_cli(monkeypatch, capsys, "collection", "check", good)
     assert code == 1
     last = err.strip().splitlines()[-1]
     assert last.startswith("mome: error: collection 'demo' is invalid: 1 problem(s): case 's2_T1'")

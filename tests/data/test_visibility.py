@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
-from mome.cli import main as cli_main
 from mome.data.collection import Case, Collection, load_collection
 from mome.data.visibility import visible_collection
 from mome.errors import ConfigError
@@ -60,26 +59,17 @@ def test_negative_threshold_is_refused(manifest):
         visible_collection(load_collection(manifest), -1.0)
 
 
-def _run(monkeypatch, capsys, *args):
-    monkeypatch.setenv("MOME_TCMALLOC", "0")  # run() may otherwise re-exec the interpreter (pytest!)
-    monkeypatch.setattr(sys, "argv", ["mome", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        cli_main.run()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
 def test_cli_writes_a_loadable_manifest_and_keeps_an_existing_one(manifest, monkeypatch, capsys):
     out = manifest.parent / "sub" / "visible.json"
-    code, stdout, _ = _run(monkeypatch, capsys, "collection", "visible", manifest, "--out", out)
+    code, stdout, _ = run_cli(monkeypatch, capsys, "collection", "visible", manifest, "--out", out)
     assert code == 0 and "DS/T1: dropped 1 of 3 training cases" in stdout
     kept = load_collection(out, check_files=True)  # image paths still resolve from the new folder
     assert [c.id for c in kept.cases] == ["bright", "none", "faint_test"]
     before = out.read_text()
-    code, stdout, err = _run(monkeypatch, capsys, "collection", "visible", manifest, "--out", out)
+    code, stdout, err = run_cli(monkeypatch, capsys, "collection", "visible", manifest, "--out", out)
     assert code != 0 and "already exists" in err and len(err.strip().splitlines()) == 1
     assert out.read_text() == before
-    code, _, err = _run(monkeypatch, capsys, "collection", "visible", manifest.parent / "missing.json", "--out",
+    code, _, err = run_cli(monkeypatch, capsys, "collection", "visible", manifest.parent / "missing.json", "--out",
                         manifest.parent / "x.json")
     assert code != 0 and "does not exist" in err and not (manifest.parent / "x.json").exists()
     assert json.loads(out.read_text())["provenance"]["visibility_filter"]["dropped"] == ["faint"]
