@@ -73,7 +73,8 @@ def main() -> None:
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--per-task", type=int, default=3, help="test images per task for routing and Dice")
-    ap.add_argument("--variants", default=None, help="comma-separated subset of the variants (default all; none: only --measure-run)")
+    ap.add_argument("--variants", default=None,
+                    help="comma-separated subset of the variants (default all; none: only --measure-run)")
     ap.add_argument("--measure-run", action="append", default=[], help="NAME=RUN: also measure a finished run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
@@ -101,14 +102,22 @@ def main() -> None:
         rows[name] = {**_measure(run, test, args.per_task), "epochs": args.epochs,
                       "seconds": time.perf_counter() - t0}
         _print_row(name, rows[name])
+        _write(args, rows, provenance)  # after every row: a stopped study keeps what it measured
     for item in args.measure_run:
         name, _, path = item.partition("=")
         rows[name] = _measure(Path(path), test, args.per_task)
         _print_row(name, rows[name])
+        _write(args, rows, provenance)
     if args.out:
-        args.out.write_text(json.dumps({"rows": rows, "args": vars(args), "provenance": provenance(seed=args.seed)},
-                                       indent=1, default=str) + "\n")
         print(f"wrote {args.out}")
+
+
+def _write(args, rows: dict, provenance) -> None:
+    if args.out:
+        from mome.utils.atomic import write_text_atomic
+
+        record = {"rows": rows, "args": vars(args), "provenance": provenance(seed=args.seed)}
+        write_text_atomic(args.out, json.dumps(record, indent=1, default=str) + "\n")
 
 
 def _print_row(name: str, r: dict) -> None:
