@@ -23,10 +23,10 @@ def _env():
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def _command(collection, out):
+def _command(collection, out, *extra):
     return [sys.executable, "-m", "mome.cli.main", "train", "system", "single", "--collection", str(collection),
             "--out", str(out), "--preset", "tiny", "--epochs", str(EPOCHS), "--iterations", str(ITERS),
-            "--threads", "1", "--no-progress"]
+            "--threads", "1", "--no-progress", *extra]
 
 
 def _epochs_logged(out) -> int:
@@ -37,10 +37,11 @@ def _epochs_logged(out) -> int:
         return 0
 
 
-def _start_and_wait_for_epochs(collection, out, epochs: int) -> subprocess.Popen:
-    """Start the training command and return once ``epochs`` epochs are logged and a checkpoint exists."""
-    proc = subprocess.Popen(_command(collection, out), env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+def _start_and_wait_for_epochs(collection, out, epochs: int, *extra) -> subprocess.Popen:
+    """Start the training command (in a session of its own) and return once ``epochs`` epochs are logged
+    and a checkpoint exists."""
+    proc = subprocess.Popen(_command(collection, out, *extra), env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 240
     while _epochs_logged(out) < epochs or not (out / "checkpoints" / "last.ckpt").is_file():
         assert proc.poll() is None, f"training ended before it could be stopped: {proc.stderr.read()[-2000:]}"
@@ -93,6 +94,20 @@ def test_sigterm_ends_with_a_resume_message_and_exit_143_then_resumes(tmp_path, 
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming" in again.stderr
     assert json.loads((out / "status.json").read_text())["optimizer_steps"] == EPOCHS * ITERS
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_loader_workers_is_the_same_clean_stop(tmp_path, collection_path):
+    """A scheduler (SLURM), `pkill -f` or Ctrl-C signals every process of the job, DataLoader workers
+    included: the workers must leave the stop to the training process, not die first and turn it into
+    'DataLoader worker exited unexpectedly'."""
+    out = tmp_path / "run"
+    proc = _start_and_wait_for_epochs(collection_path, out, 2, "--num-workers", "1")
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert "stopped by SIGTERM" in err and "internal error" not in err, err[-2000:]
+    assert not (out / "final").exists()
 
 
 @pytest.mark.slow

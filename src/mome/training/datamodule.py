@@ -58,7 +58,19 @@ class PatchDataModule(L.LightningDataModule):
                                case_weights=self.case_weights, generator=self.generator,
                                generated_fraction=cfg.domain_fraction)
         return DataLoader(dataset, sampler=EpochSampler(cfg.iterations_per_epoch, epoch), batch_size=None,
-                          num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
+                          num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+                          worker_init_fn=_leave_stop_signals_to_the_trainer if cfg.num_workers > 0 else None)
+
+
+def _leave_stop_signals_to_the_trainer(_worker_id: int) -> None:
+    """DataLoader workers ignore SIGINT and SIGTERM: a scheduler (SLURM), ``pkill -f`` or Ctrl-C signals the
+    whole process group, and a worker that dies first turns the trainer's clean, resumable stop at the next
+    step into "DataLoader worker exited unexpectedly". The workers still end with the training process
+    (PyTorch's workers watch their parent)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_generator(config: TrainConfig, modalities: Sequence[str]):
