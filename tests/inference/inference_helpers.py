@@ -7,6 +7,7 @@ import math
 import nibabel as nib
 import numpy as np
 import torch
+from cli_runner import run_cli as mome_cli  # noqa: F401  (re-exported for the inference tests)
 from torch import nn
 
 import mome
@@ -78,18 +79,3 @@ def constant_gate_mome(gate_bias: list[float], activation: str, seed: int = 0):
         seg.weight.zero_()
         seg.bias.copy_(torch.tensor([b for b in gate_bias for _ in range(2)], dtype=torch.float32))
     return model
-
-
-def mome_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    from mome.cli.main import run
-
-    # run() may re-execute the process with tcmalloc preloaded: inside pytest that would restart pytest
-    monkeypatch.setenv("MOME_TCMALLOC", "0")
-    monkeypatch.setattr("sys.argv", ["mome", *map(str, args)])
-    code = 0
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err

@@ -7,8 +7,8 @@ import time
 
 import pytest
 import torch
+from cli_runner import run_cli
 
-from mome.cli.main import run
 from mome.errors import CheckpointError, MomeError, OutputExistsError
 from mome.model import get_preset_config
 from mome.model.mome import MoME
@@ -174,26 +174,15 @@ def test_download_fails_cleanly_when_the_hub_is_unreachable(tmp_path):
     assert not list((tmp_path / "dl").glob("MoME_CHECKPOINT/*.pth"))
 
 
-def _cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr("sys.argv", ["mome", *map(str, args)])
-    code = 0
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_cli_import_and_offline_download(official, tmp_path, monkeypatch, capsys):
     root, _, _ = official
-    code, out, err = _cli(monkeypatch, capsys, "weights", "import-official", root / "MoME_CHECKPOINT",
+    code, out, err = run_cli(monkeypatch, capsys, "weights", "import-official", root / "MoME_CHECKPOINT",
                           "--out", tmp_path / "m")
     assert code == 0, err
     assert "wrote" in out and (tmp_path / "m" / "model.safetensors").is_file()
-    code, out, err = _cli(monkeypatch, capsys, "weights", "import-official", root, "--out", tmp_path / "m")
+    code, out, err = run_cli(monkeypatch, capsys, "weights", "import-official", root, "--out", tmp_path / "m")
     assert code == 1 and "already exists" in err and len(err.strip().splitlines()) == 1
-    code, out, err = _cli(monkeypatch, capsys, "weights", "download", "--dest", tmp_path / "dl",
+    code, out, err = run_cli(monkeypatch, capsys, "weights", "download", "--dest", tmp_path / "dl",
                           "--endpoint", "http://127.0.0.1:9")
     assert code == 1 and err.startswith("mome: error: could not download") and len(err.strip().splitlines()) == 1
 
