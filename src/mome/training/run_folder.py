@@ -16,6 +16,7 @@ processes take the same decision (fresh, resume, or skip a finished member).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -55,21 +56,47 @@ def write_json(path: Path, data: dict) -> None:
         write_text_atomic(path, json.dumps(data, indent=2, default=str))
 
 
-def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two JSON-like dicts."""
+def field_defaults(cls) -> dict:
+    """A dataclass's fields that have a default, with that default (``default_factory`` called)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def differences(old: dict, new: dict, defaults: dict | None = None, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON-like dicts.
+
+    ``defaults`` (same nesting) names the value a key had before it existed: a key missing from ``old``
+    whose new value is its default is no difference, so a run left unfinished by an older mome (which did
+    not record a field added since) still resumes when the new field keeps the old behaviour.
+    """
+    defaults = defaults or {}
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         name = f"{prefix}{key}"
+        default = defaults.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += differences(a, b, name + ".")
+            out += differences(a, b, default if isinstance(default, dict) else None, name + ".")
+        elif key not in old and key in defaults and _same(b, default):
+            continue
         elif a != b:
             out.append(name)
     return out
 
 
-def prepare_run_folder(out: Path, fingerprint: dict, overwrite: bool) -> None:
-    """Check (and with ``overwrite`` clear) the run folder before training.
+def _same(value, default) -> bool:
+    # JSON turns tuples into lists: compare them as lists
+    norm = (lambda v: list(v) if isinstance(v, tuple) else v)
+    return norm(value) == norm(default)
+
+
+def prepare_run_folder(out: Path, fingerprint: dict, overwrite: bool, defaults: dict | None = None) -> None:
+    """Check (and with ``overwrite`` clear) the run folder before training (``defaults``: see :func:`differences`).
 
     Raises:
         OutputExistsError: ``out`` holds a finished run, or something that is not a mome run.
@@ -92,20 +119,21 @@ def prepare_run_folder(out: Path, fingerprint: dict, overwrite: bool) -> None:
     if record.get("finished"):
         raise OutputExistsError(f"{out} holds a finished training run (system {record.get('system')!r}); pass "
                                 "--overwrite to train again or choose another --out")
-    diff = differences(record.get("fingerprint", {}), fingerprint)
+    diff = differences(record.get("fingerprint", {}), fingerprint, defaults)
     if diff:
         shown = ", ".join(diff[:6]) + (f" and {len(diff) - 6} more" if len(diff) > 6 else "")
         raise ConfigError(f"{out} holds an unfinished run with a different configuration (differs in {shown}); "
                           "rerun the same command to resume it, or pass --overwrite to start again")
 
 
-def member_state(folder: Path, fingerprint: dict) -> str:
+def member_state(folder: Path, fingerprint: dict, defaults: dict | None = None) -> str:
     """``finished``, ``resume`` (a checkpoint of this configuration exists) or ``fresh``."""
     status = read_json(folder / STATUS_FILE) if (folder / STATUS_FILE).exists() else None
     if status and status.get("finished"):
         return "finished"
     record = read_json(folder / "run_config.json") if (folder / "run_config.json").exists() else None
-    if (folder / CHECKPOINT).is_file() and record and not differences(record.get("fingerprint", {}), fingerprint):
+    same = record is not None and not differences(record.get("fingerprint", {}), fingerprint, defaults)
+    if (folder / CHECKPOINT).is_file() and same:
         return "resume"
     return "fresh"
 

@@ -28,8 +28,8 @@ from mome.data.collection import Collection, load_collection
 from mome.errors import CheckpointError, ConfigError, DataError, MomeError, TrainingInterrupted
 from mome.model.config import MoMEConfig, config_from_dict, config_to_dict
 from mome.training.config import TrainConfig, get_train_config
-from mome.training.run_folder import (CHECKPOINT, RUN_FILE, STATUS_FILE, clear_member, is_rank_zero, member_state,
-                                      prepare_run_folder, read_json, write_json)
+from mome.training.run_folder import (CHECKPOINT, RUN_FILE, STATUS_FILE, clear_member, field_defaults, is_rank_zero,
+                                      member_state, prepare_run_folder, read_json, write_json)
 from mome.training.systems import Member, PlanContext, SystemOptions, SystemSpec, get_system
 from mome.utils.signals import deferred
 
@@ -144,7 +144,7 @@ def train_system(name: str, collection: Collection | str | os.PathLike, out: str
         "options": options.to_dict(), "members": {m.key: _cases_digest(m) for m in members},
     }
     fresh = overwrite or not out.exists() or (out.is_dir() and not any(out.iterdir()))
-    prepare_run_folder(out, fingerprint, overwrite)
+    prepare_run_folder(out, fingerprint, overwrite, _fingerprint_defaults(ctx))
     record = {"system": spec.name, "description": spec.description, "preset": preset or ctx.config.model,
               "train_config": ctx.config.to_dict(), "model_config": config_to_dict(ctx.model_config),
               "options": options.to_dict(), "members": [m.key for m in members], "collection": collection.name,
@@ -167,6 +167,13 @@ def train_system(name: str, collection: Collection | str | os.PathLike, out: str
     return out
 
 
+def _fingerprint_defaults(ctx: PlanContext) -> dict:
+    """The fingerprint's fields at their defaults: a field added after a run was started does not block resuming
+    it while it keeps its default (:func:`mome.training.run_folder.differences`)."""
+    return {"train_config": field_defaults(TrainConfig), "model_config": field_defaults(type(ctx.model_config)),
+            "options": field_defaults(SystemOptions)}
+
+
 def train_member(out: Path, spec: SystemSpec, ctx: PlanContext, member: Member, index: int, fingerprint: dict, *,
                  accelerator: str, overwrite: bool, progress: bool, log: Callable[[str], None]) -> None:
     """Train (or resume, or skip when finished) one member network into its folder."""
@@ -182,7 +189,7 @@ def train_member(out: Path, spec: SystemSpec, ctx: PlanContext, member: Member, 
     config = ctx.config.replace(seed=ctx.config.seed + index)
     member_fp = {**fingerprint, "member": member.key, "seed": config.seed}
     # with --overwrite rank 0 has just deleted the folder: every process must start fresh, whatever it read
-    state = "fresh" if overwrite else member_state(folder, member_fp)
+    state = "fresh" if overwrite else member_state(folder, member_fp, _fingerprint_defaults(ctx))
     label = member.key or spec.name
     if state == "finished":
         log(f"{label}: already finished, skipped")
