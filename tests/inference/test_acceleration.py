@@ -188,13 +188,15 @@ def test_predictor_grouped_experts_matches_reference():
     assert skipping.grouped is None  # skipping takes precedence
 
 
-def test_auto_precision_resolves_to_a_supported_one():
+def test_auto_precision_is_fp32_on_a_cpu_whatever_its_bf16_support():
+    # bf16 missed issue 18's agreement bar on a CPU (docs/performance.md), so auto never picks it there
     from mome.inference.predictor import resolve_precision
 
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     predictor = Predictor(_model(), device="cpu", precision="auto")
-    assert predictor.precision in ("fp32", "bf16")
+    assert predictor.precision == "fp32"
 
 
 def test_default_mome_path_is_staged_and_equals_mome_forward():

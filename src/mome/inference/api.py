@@ -139,8 +139,8 @@ def predict(image_or_path, model=None, *, preprocess: bool = False, registration
             ``patch_size``, ``sw_batch_size``...). ``patch_size`` defaults to ``"whole"`` (one window over
             the padded volume: measured faster and no less accurate than sliding windows, see
             docs/performance.md); pass ``patch_size=None`` for sliding windows of the training patch.
-            ``precision`` defaults to ``"auto"`` (bf16 autocast where the hardware has native bf16: on a
-            trained model it changed Dice by at most 0.0001 and halved the time).
+            ``precision`` defaults to ``"auto"`` (fp32 on a CPU; bf16 autocast on a GPU with bf16: see
+            :func:`mome.inference.predictor.resolve_precision`).
 
     Returns:
         :class:`PredictionResult`; its images share the input's exact geometry.
