@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -31,6 +32,16 @@ VARIANTS = {
     "expert heads re-initialised": ({}, {}, {"reinit_expert_heads": True}),
     "balanced sampling (per task)": ({"sampling": "task"}, {}, {}),
 }
+
+
+def _variant_names(text: str) -> list[str]:
+    """``--variants``: names separated by commas outside parentheses (a name may hold one), ``none`` dropped."""
+    names = re.split(r",(?![^()]*\))", text)
+    names = [n.strip() for n in names if n.strip() and n.strip() != "none"]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    return names
 
 
 def _measure(run: Path, test, per_task: int):
@@ -86,8 +97,7 @@ def main() -> None:
 
     coll = load_collection(args.collection)
     test = coll.filter(split="test").cases
-    chosen = (list(VARIANTS) if args.variants is None else
-              [v.strip() for v in args.variants.split(",") if v.strip() and v.strip() != "none"])
+    chosen = list(VARIANTS) if args.variants is None else _variant_names(args.variants)
     rows = {}
     for name in chosen:
         overrides, model_overrides, options = VARIANTS[name]
