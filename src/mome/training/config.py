@@ -20,6 +20,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+from mome.data.domain import P_NO_LESION, P_RANDOM_CONTRAST
 from mome.errors import ConfigError
 
 SCHEDULES = ("pretrain", "scratch", "joint")
@@ -112,8 +113,8 @@ class TrainConfig:
     label_maps: str | None = None
     lesion_masks: str | None = None
     domain_fraction: float = 0.0
-    domain_no_lesion: float = 0.3
-    domain_random_contrast: float = 0.15
+    domain_no_lesion: float = P_NO_LESION
+    domain_random_contrast: float = P_RANDOM_CONTRAST
     best_ema: float = 0.9
     gradient_checkpointing: bool = False
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mome.data.collection import Case
+from mome.data.domain import P_NO_LESION, P_RANDOM_CONTRAST
 from mome.data.domain.label_maps import TISSUE_GROUPS
 from mome.data.domain.lesion_bank import LesionBank
 
@@ -64,15 +65,13 @@ LESION_CONTRAST = {
 }
 #: smallest distance of a labelled one-signed lesion compartment from every normal non-CSF tissue mean
 MIN_MARGIN = 0.08
-#: default share of samples whose label means are drawn fully at random instead of from the modality prior
-P_RANDOM_CONTRAST = 0.15
 
 
 @dataclass
 class GeneratorConfig:
     """Ranges of the random draws (defaults follow SynthSeg / SynthStroke's spirit at mome's scale)."""
 
-    p_no_lesion: float = 0.30
+    p_no_lesion: float = P_NO_LESION
     p_random_contrast: float = P_RANDOM_CONTRAST
     rotate_rad: float = 0.15
     scale: float = 0.12
