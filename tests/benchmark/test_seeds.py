@@ -16,7 +16,8 @@ def _fake_results(seed):
                                   "rows": [{"labels": ["Task-level"], "values": {"MoME": value, "single": 0.2}}]}},
             "fidelity": [{"claim": "Table 1: seen:task", "a": "mome", "b": "single", "paper_a": 0.70, "paper_b": 0.66,
                           "equivalence": False, "difference": value - 0.2, "interval": [0.05, 0.15],
-                          "p_bootstrap": 0.0, "p_wilcoxon": 0.001, "verdict": "holds" if seed < 2 else "within noise"}]}
+                          "p_bootstrap": 0.0, "p_wilcoxon": 0.001, "verdict": "holds" if seed < 2 else "within noise"}],
+            "timings_s": {"train": 60.0 * seed, "tables+figures": 30.0}}
 
 
 def test_run_seeds_shares_the_data_and_reuses_finished_seeds(tmp_path, monkeypatch):
@@ -37,6 +38,8 @@ def test_run_seeds_shares_the_data_and_reuses_finished_seeds(tmp_path, monkeypat
     assert summary["fidelity"][0]["verdict"] == "holds in 1, within noise in 2"  # only seed 1 < 2 holds
     assert "0.3200 +- 0.0100" in (tmp_path / "seeds.md").read_text()
     assert "(3 seeds)" in (tmp_path / "fidelity.md").read_text()
+    assert summary["wall_minutes"] == {1: pytest.approx(1.5), 2: pytest.approx(2.5), 3: pytest.approx(3.5)}
+    assert "| 3 | 3.5 |" in (tmp_path / "seeds.md").read_text()
     calls.clear()
     seeds_mod.run_seeds("quick", tmp_path, [3, 1, 2], log=lambda m: None)
     assert calls == []  # every seed finished: reused, nothing run again

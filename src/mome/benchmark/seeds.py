@@ -71,6 +71,11 @@ def cell_stats(per_seed: dict[int, dict]) -> dict:
     return out
 
 
+def seed_wall_times(per_seed: dict[int, dict]) -> dict[int, float]:
+    """Minutes per seed from each results.json's ``timings_s`` (seeds without timings left out)."""
+    return {s: sum(r["timings_s"].values()) / 60 for s, r in sorted(per_seed.items()) if r.get("timings_s")}
+
+
 def write_seed_summary(out: Path, per_seed: dict[int, dict], preset: str) -> dict:
     from mome.benchmark.fidelity import combine_seeds, fidelity_markdown
     from mome.benchmark.report import LABELS
@@ -91,11 +96,16 @@ def write_seed_summary(out: Path, per_seed: dict[int, dict], preset: str) -> dic
                     "" if v["sd"] is None else f" +- {v['sd']:.4f}"))
             md.append("| " + " / ".join(x for x in row["labels"] if x) + " | " + " | ".join(cells_txt) + " |")
         md.append("")
+    wall = seed_wall_times(per_seed)
+    if wall:
+        md += ["**Wall time per seed** (sum of the steps timed by the invocation that finished the seed: a resumed "
+               "seed counts only its last part; the shared data are synthesised once, with the first seed)", "",
+               "| seed | minutes |", "|---|---:|", *[f"| {s} | {m:.1f} |" for s, m in wall.items()], ""]
     (out / "seeds.md").write_text("\n".join(md) + "\n")
     claims = combine_seeds({s: r.get("fidelity") or [] for s, r in per_seed.items()})
     (out / "fidelity.md").write_text(fidelity_markdown(
         claims, LABELS, f"The paper's claims over seeds {', '.join(map(str, seeds))} ({preset} preset; synthetic "
                         "data)"))
-    summary = {"seeds": seeds, "cells": cells, "fidelity": claims}
+    summary = {"seeds": seeds, "cells": cells, "fidelity": claims, "wall_minutes": wall}
     (out / "seeds.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     return summary
