@@ -7,11 +7,17 @@
 Every variant starts from the same stage-1 experts and changes one thing against the released recipe (raw
 ``identity`` gate, curriculum eq. 2, one learning rate, expert heads loaded, images sampled uniformly):
 ``softmax`` gate, no curriculum, the gate's learning rate x10, expert heads re-initialised, balanced
-(per-task) sampling; ``--measure-run NAME=RUN`` adds finished runs (e.g. the benchmark's 16-epoch MoME) as
+(per-task) sampling, the curriculum's shape (linear instead of eq. 2's square) and length (over in half the
+epochs); ``--measure-run NAME=RUN`` adds finished runs (e.g. the benchmark's 16-epoch MoME) as
 extra rows. For each: the routing matrix (mome.benchmark.analysis.expert_usage: share of |gate x expert
 logits| per input modality, Supplementary Fig. I), its *specialisation* (mean share of a modality's own
 expert; 1/5 = no routing at all, 1 = perfect routing) and how many modalities send most weight to their own
-expert, and the task-level Dice on the same test images. Resumable: a finished variant's run is reused.
+expert, and the task-level Dice on the same test images. *Over training*, from the run's epoch log (the gate's
+raw weight of every expert on the lesion class, per input modality): per epoch, how many experts get their
+largest weight from their own modality (0-5; 5 = the gate tells the modalities apart the paper's way) and
+the diagonal margin (an expert's weight from its own modality minus its mean weight from the others, over
+the mean absolute weight; 0 = the gate's weights do not depend on the input modality). Resumable: a
+finished variant's run is reused.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ VARIANTS = {
     "gate LR x10": ({"gate_lr_scale": 10.0}, {}, {}),
     "expert heads re-initialised": ({}, {}, {"reinit_expert_heads": True}),
     "balanced sampling (per task)": ({"sampling": "task"}, {}, {}),
+    "curriculum linear (power 1)": ({"curriculum_power": 1.0}, {}, {}),
+    "curriculum ends halfway (span 0.5)": ({"curriculum_span": 0.5}, {}, {}),
 }
 
 
@@ -76,6 +84,37 @@ def _measure(run: Path, test, per_task: int):
             "seen_task_dice": float(np.mean(seen)), "images": len(chosen)}
 
 
+def over_training(run: Path) -> list[dict]:
+    """Per epoch of ``run/log.csv``: experts whose largest gate weight comes from their own modality, and
+    the diagonal margin (see the module docstring); [] for a run without gate columns."""
+    import csv
+
+    log = run / "log.csv"
+    if not log.is_file():
+        return []
+    rows = list(csv.DictReader(log.open()))
+    if not rows:
+        return []
+    experts = [c[len("gate_"):].split("_on_")[0] for c in rows[0] if c.startswith("gate_") and "_on_" in c]
+    experts = list(dict.fromkeys(experts))
+    out = []
+    for row in rows:
+        try:  # w[m, e]: expert e's weight on input modality m (nan where no sample of m was drawn)
+            w = np.array([[float(row[f"gate_{e}_on_{m}"] or "nan") for e in experts] for m in experts])
+        except KeyError:
+            return []
+        seen = np.isfinite(w).all(axis=1)
+        if seen.sum() < 2:
+            continue
+        ws, idx = w[seen], np.flatnonzero(seen)
+        own_top = sum(1 for j, e in enumerate(idx) if int(np.argmax(ws[:, e])) == j)
+        margins = [ws[j, e] - np.mean(np.delete(ws[:, e], j)) for j, e in enumerate(idx)]
+        scale = float(np.mean(np.abs(ws))) or 1.0
+        out.append({"epoch": int(row["epoch"]), "own_top": own_top, "modalities": int(seen.sum()),
+                    "margin": float(np.mean(margins)) / scale})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--collection", type=Path, required=True)
@@ -110,12 +149,12 @@ def main() -> None:
                          options=SystemOptions(experts=str(args.experts), **options), progress=False,
                          log=lambda m: None)
         rows[name] = {**_measure(run, test, args.per_task), "epochs": args.epochs,
-                      "seconds": time.perf_counter() - t0}
+                      "seconds": time.perf_counter() - t0, "over_training": over_training(run)}
         _print_row(name, rows[name])
         _write(args, rows, provenance)  # after every row: a stopped study keeps what it measured
     for item in args.measure_run:
         name, _, path = item.partition("=")
-        rows[name] = _measure(Path(path), test, args.per_task)
+        rows[name] = {**_measure(Path(path), test, args.per_task), "over_training": over_training(Path(path))}
         _print_row(name, rows[name])
         _write(args, rows, provenance)
     if args.out:
@@ -133,8 +172,11 @@ def _write(args, rows: dict, provenance) -> None:
 def _print_row(name: str, r: dict) -> None:
     diag = ", ".join(f"{m} {r['routing'][i][r['experts'].index(m)]:.2f}" for i, m in enumerate(r["inputs"])
                      if m in r["experts"])
+    traj = r.get("over_training") or []
+    course = " -> ".join(f"{t['own_top']}/{t['modalities']} {t['margin']:+.3f}" for t in
+                         [traj[0], traj[len(traj) // 2], traj[-1]]) if traj else "-"
     print(f"| {name} | {r['specialisation']:.3f} | {r['modalities_to_own_expert']}/5 | {r['seen_task_dice']:.3f} | "
-          f"{diag} |", flush=True)
+          f"{diag} | {course} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def test_replace_ignores_none_and_checks_values():
     assert cfg.replace(epochs=None, seed=3).seed == 3
     for bad in ({"precision": "fp8"}, {"epochs": 0}, {"sampling": "random"}, {"patch_size": [16, 16]},
                 {"grad_clip_scope": "experts"}, {"oversample_foreground": 1.5},
-                {"intensity_shift": -0.1}):
+                {"intensity_shift": -0.1}, {"curriculum_power": 0.0}, {"curriculum_span": 0.0},
+                {"curriculum_span": 1.2}):
         with pytest.raises(ConfigError):
             cfg.replace(**bad)
     with pytest.raises(ConfigError, match="no fields"):

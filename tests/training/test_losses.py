@@ -23,6 +23,17 @@ def test_curriculum_weight_first_middle_last_epoch():
         curriculum_weight(0, 0)
 
 
+def test_curriculum_shape_and_length():
+    # defaults are eq. 2 exactly; power 1 decays linearly; span 0.5 reaches 0 halfway and stays there
+    assert [curriculum_weight(e, 8, 2.0, 1.0) for e in range(8)] == [curriculum_weight(e, 8) for e in range(8)]
+    assert [curriculum_weight(e, 4, power=1.0) for e in range(4)] == pytest.approx([1, 0.75, 0.5, 0.25])
+    assert [curriculum_weight(e, 8, span=0.5) for e in range(8)] == pytest.approx(
+        [1, 0.5625, 0.25, 0.0625, 0, 0, 0, 0])
+    for bad in ({"power": 0.0}, {"span": 0.0}, {"span": 1.5}):
+        with pytest.raises(ValueError):
+            curriculum_weight(0, 8, **bad)
+
+
 def test_deep_supervision_weights_are_nnunets():
     w = deep_supervision_weights(5)
     assert w == pytest.approx([1 / 1.875, 0.5 / 1.875, 0.25 / 1.875, 0.125 / 1.875, 0.0])
@@ -85,6 +96,18 @@ def test_curriculum_loss_is_f_expert_plus_one_minus_f_mome():
         assert terms.expert.item() == pytest.approx(expert.item(), rel=1e-5)
         assert terms.mome.item() == pytest.approx(mome_term.item(), rel=1e-6)
         assert terms.total.item() == pytest.approx(f * expert.item() + (1 - f) * mome_term.item(), rel=1e-5)
+
+
+def test_the_objective_passes_the_curriculum_shape_from_the_config():
+    from mome.training.config import get_train_config
+    from mome.training.objectives import MoMEObjective
+
+    model, x, targets, modality = _batch()
+    out = model(x, return_experts=True)
+    for power, span, epoch, expected in ((2.0, 1.0, 2, 0.25), (1.0, 1.0, 2, 0.5), (2.0, 0.5, 2, 0.0)):
+        cfg = get_train_config("tiny", "joint").replace(curriculum_power=power, curriculum_span=span)
+        loss = MoMEObjective(cfg, 2, list(model.config.modalities)).loss
+        assert loss(out.logits, out.expert_logits, targets, modality, epoch, 4).f == pytest.approx(expected)
 
 
 def test_without_curriculum_only_the_fused_output_is_supervised():

@@ -55,6 +55,10 @@ class TrainConfig:
         dice_weight, ce_weight: weights of the soft Dice (no background) and cross-entropy terms.
         deep_supervision: supervise every decoder level (weights 1, 1/2, ..., lowest 0, normalised).
         curriculum: eq. 2 (f = (1 - epoch/epochs)^2) for MoME; False gives eq. 4 (fused loss only).
+        curriculum_power, curriculum_span: the curriculum's shape and length, for the gate-routing study
+            (issue 17): ``f = (1 - min(epoch / (span * epochs), 1)) ** power``; eq. 2 is power 2, span 1
+            (the paper and the released code). Power 1 keeps the experts' own term longer (linear decay);
+            span 0.5 ends the curriculum halfway through training.
         gate_lr_scale: the gating network's learning rate as a multiple of ``initial_lr`` (MoME only; the
             paper and the released code: 1, one rate for gate and experts).
         grad_clip_norm: max gradient norm (nnU-Net: 12).
@@ -101,6 +105,8 @@ class TrainConfig:
     ce_weight: float = 1.0
     deep_supervision: bool = True
     curriculum: bool = True
+    curriculum_power: float = 2.0
+    curriculum_span: float = 1.0
     gate_lr_scale: float = 1.0
     grad_clip_norm: float = 12.0
     grad_clip_scope: str = "all"
@@ -137,6 +143,10 @@ class TrainConfig:
             raise ConfigError(f"best_ema must be in [0, 1), got {self.best_ema}")
         if not 0.0 <= float(self.domain_fraction) <= 1.0:
             raise ConfigError(f"domain_fraction must be in [0, 1], got {self.domain_fraction}")
+        if not float(self.curriculum_power) > 0:
+            raise ConfigError(f"curriculum_power must be > 0, got {self.curriculum_power}")
+        if not 0.0 < float(self.curriculum_span) <= 1.0:
+            raise ConfigError(f"curriculum_span must be in (0, 1], got {self.curriculum_span}")
         if not float(self.gate_lr_scale) > 0:
             raise ConfigError(f"gate_lr_scale must be > 0, got {self.gate_lr_scale}")
         if not 0.0 <= float(self.domain_no_lesion) <= 1.0:

@@ -79,12 +79,18 @@ class DeepSupervisedLoss(nn.Module):
         return total
 
 
-def curriculum_weight(epoch: int, epochs: int) -> float:
-    """Eq. 2's ``f = (1 - epoch / epochs) ** 2`` for a 0-based ``epoch`` of ``epochs``."""
+def curriculum_weight(epoch: int, epochs: int, power: float = 2.0, span: float = 1.0) -> float:
+    """Eq. 2's ``f = (1 - epoch / epochs) ** 2`` for a 0-based ``epoch`` of ``epochs``.
+
+    ``power`` and ``span`` generalise its shape and length (``TrainConfig.curriculum_power`` / ``_span``):
+    ``f = (1 - min(epoch / (span * epochs), 1)) ** power``; the defaults are eq. 2.
+    """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    progress = min(max(epoch, 0), epochs) / epochs
-    return (1.0 - progress) ** 2
+    if not power > 0 or not 0 < span <= 1:
+        raise ValueError(f"power must be > 0 and span in (0, 1], got {power}, {span}")
+    progress = min(max(epoch, 0) / (span * epochs), 1.0)
+    return (1.0 - progress) ** power
 
 
 def select_sample_experts(expert_logits: list[list[torch.Tensor]], modality: torch.Tensor) -> list[torch.Tensor]:
@@ -115,10 +121,12 @@ class CurriculumLoss(nn.Module):
         curriculum: use eq. 2; otherwise the expert term is computed for the log only (no gradient).
     """
 
-    def __init__(self, seg_loss: DeepSupervisedLoss, curriculum: bool = True):
+    def __init__(self, seg_loss: DeepSupervisedLoss, curriculum: bool = True, power: float = 2.0,
+                 span: float = 1.0):
         super().__init__()
         self.seg_loss = seg_loss
         self.curriculum = curriculum
+        self.power, self.span = float(power), float(span)
 
     def forward(self, fused_logits: list[torch.Tensor], expert_logits: list[list[torch.Tensor]],
                 targets: list[torch.Tensor], modality: torch.Tensor, epoch: int, epochs: int) -> CurriculumTerms:
@@ -129,7 +137,7 @@ class CurriculumLoss(nn.Module):
             modality: (B,) expert index of every sample's modality.
             epoch, epochs: 0-based current epoch and total epochs (for f).
         """
-        f = curriculum_weight(epoch, epochs) if self.curriculum else 0.0
+        f = curriculum_weight(epoch, epochs, self.power, self.span) if self.curriculum else 0.0
         mome = self.seg_loss(fused_logits, targets)
         if f > 0:
             expert = self.seg_loss(select_sample_experts(expert_logits, modality), targets)

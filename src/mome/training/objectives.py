@@ -124,7 +124,8 @@ class MoMEObjective(Objective):
     monitor = "loss_mome"
 
     def __init__(self, config: TrainConfig, n_levels: int, modalities: list[str]):
-        self.loss = CurriculumLoss(segmentation_loss(config, n_levels), curriculum=config.curriculum)
+        self.loss = CurriculumLoss(segmentation_loss(config, n_levels), curriculum=config.curriculum,
+                                  power=config.curriculum_power, span=config.curriculum_span)
         self.modalities = list(modalities)
 
     def step(self, network: nn.Module, batch: dict, epoch: int, epochs: int) -> StepResult:
