@@ -54,6 +54,8 @@ DomainNoLesionOpt = Annotated[Optional[float], typer.Option(
     "--domain-no-lesion", help="share of generated volumes without a lesion (default 0.3)")]
 DomainRandomOpt = Annotated[Optional[float], typer.Option(
     "--domain-random-contrast", help="share of generated volumes with fully random label intensities (default 0.15)")]
+TissueOpt = Annotated[Optional[float], typer.Option(
+    "--tissue-weight", help="weight of a training-only tissue-class loss on generated patches (default 0 = off)")]
 ShiftOpt = Annotated[Optional[float], typer.Option(
     "--intensity-shift", help="SD of a random additive shift of half the patches' z-scored intensities (default 0)")]
 OversampleOpt = Annotated[Optional[float], typer.Option(
@@ -92,7 +94,7 @@ def experts(collection: CollectionOpt, out: OutOpt, preset: PresetOpt = None, se
             threads: ThreadsOpt = None, progress: ProgressOpt = True, label_maps: LabelMapsOpt = None,
             lesion_masks: LesionMasksOpt = None, domain_fraction: DomainFractionOpt = None,
             domain_no_lesion: DomainNoLesionOpt = None,
-            domain_random_contrast: DomainRandomOpt = None) -> None:
+            domain_random_contrast: DomainRandomOpt = None, tissue_weight: TissueOpt = None) -> None:
     """Stage 1: one expert U-Net per modality, each on all training images of its modality."""
     _train("experts", **locals())
 
@@ -131,7 +133,7 @@ def system(name: Annotated[str, typer.Argument(help="a system of `mome train lis
            reinit_expert_heads: ReinitOpt = False, gate_type: GateTypeOpt = None, gate_activation: GateActOpt = None,
            curriculum: CurriculumOpt = None, label_maps: LabelMapsOpt = None, lesion_masks: LesionMasksOpt = None,
            domain_fraction: DomainFractionOpt = None, domain_no_lesion: DomainNoLesionOpt = None,
-           domain_random_contrast: DomainRandomOpt = None) -> None:
+           domain_random_contrast: DomainRandomOpt = None, tissue_weight: TissueOpt = None) -> None:
     """Train any registered system by name (ablations: no-curriculum, basic-gate, random-experts;
     baselines: single, task-specific; and experts / mome)."""
     options = locals()
@@ -184,7 +186,7 @@ def _train(name: str, collection: Path, out: Path, overwrite: bool, accelerator:
         "sampling": train_options.get("sampling"), "augmentation": train_options.get("augmentation"),
         "intensity_shift": train_options.get("intensity_shift"),
         "oversample_foreground": train_options.get("oversample_foreground"),
-        "batch_dice": train_options.get("batch_dice"),
+        "batch_dice": train_options.get("batch_dice"), "tissue_weight": train_options.get("tissue_weight"),
         "grad_clip_scope": train_options.get("grad_clip"), "num_workers": train_options.get("num_workers"),
         "cache_dir": None if train_options.get("cache_dir") is None else str(train_options["cache_dir"]),
         "curriculum": train_options.get("curriculum"),

@@ -78,6 +78,11 @@ class TrainConfig:
         domain_no_lesion: share of the generated volumes drawn without a lesion (healthy anatomy).
         domain_random_contrast: share of the generated volumes whose label intensities are fully random
             (the rest follow the modality's tissue prior; SynthSeg draws every sample at random).
+        tissue_weight: weight of an auxiliary tissue-class loss on the generated patches (single U-Nets and
+            stage-1 experts; SynthStroke's idea of predicting the tissue classes beside the lesion): a 1x1x1
+            convolution on the last decoder stage's features predicts the generator's six tissue groups
+            (cross-entropy; lesion, extra-cerebral and collection voxels are ignored). The head exists only in
+            training: the saved network is unchanged. 0 = off (needs ``domain_fraction`` > 0 when on).
         cache_dir: None keeps the prepared volumes in memory; a folder stores them as .npy files that
             are memory-mapped (for collections that do not fit in RAM).
         best_ema: smoothing of the per-epoch monitored loss for choosing the "best" weights
@@ -121,6 +126,7 @@ class TrainConfig:
     domain_fraction: float = 0.0
     domain_no_lesion: float = P_NO_LESION
     domain_random_contrast: float = P_RANDOM_CONTRAST
+    tissue_weight: float = 0.0
     best_ema: float = 0.9
     gradient_checkpointing: bool = False
 
@@ -155,6 +161,14 @@ class TrainConfig:
             raise ConfigError(f"domain_random_contrast must be in [0, 1], got {self.domain_random_contrast}")
         if self.domain_fraction > 0 and not self.label_maps:
             raise ConfigError("domain_fraction > 0 needs label_maps (--label-maps DIR)")
+        if not 0.0 <= float(self.tissue_weight) <= 100.0:
+            raise ConfigError(f"tissue_weight must be in [0, 100], got {self.tissue_weight}")
+        if self.tissue_weight > 0 and self.gradient_checkpointing:
+            raise ConfigError("tissue_weight > 0 cannot be combined with gradient_checkpointing (the tissue head "
+                              "reads the decoder's features as they are computed)")
+        if self.tissue_weight > 0 and not self.domain_fraction > 0:
+            raise ConfigError("tissue_weight > 0 needs generated patches (--label-maps and --domain-fraction > 0): "
+                              "only the domain-randomised generator knows the tissue classes")
         if not 0.0 <= float(self.intensity_shift) <= 5.0:
             raise ConfigError(f"intensity_shift must be in [0, 5] (z-score units), got {self.intensity_shift}")
         if self.num_workers < 0:

@@ -32,12 +32,15 @@ class PreparedCase:
         image: (X, Y, Z) float32, z-scored in the brain, RAS voxel order, training spacing.
         label: (X, Y, Z) int8: -1 outside the brain, 0 background, 1 lesion.
         foreground: (K, 3) int32 voxel indices of lesion voxels (at most 10,000, sampled).
+        tissue: optional (X, Y, Z) int8 tissue class per voxel, 0 = unknown (only generated volumes know
+            it: :data:`mome.data.domain.generator.TISSUE_CLASSES`).
     """
 
     case: Case
     image: np.ndarray
     label: np.ndarray
     foreground: np.ndarray
+    tissue: np.ndarray | None = None
 
 
 def case_spacing(case: Case) -> tuple[float, float, float]:

@@ -56,7 +56,7 @@ class PatchDataModule(L.LightningDataModule):
                                intensity_shift=cfg.intensity_shift,
                                sampling=cfg.sampling, seed=cfg.seed, rank=rank, world_size=world,
                                case_weights=self.case_weights, generator=self.generator,
-                               generated_fraction=cfg.domain_fraction)
+                               generated_fraction=cfg.domain_fraction, tissue=cfg.tissue_weight > 0)
         return DataLoader(dataset, sampler=EpochSampler(cfg.iterations_per_epoch, epoch), batch_size=None,
                           num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
                           worker_init_fn=_leave_stop_signals_to_the_trainer if cfg.num_workers > 0 else None)

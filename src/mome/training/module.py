@@ -36,6 +36,9 @@ class TrainingModule(L.LightningModule):
             network.set_gradient_checkpointing(True)
         self.objective = objective
         self.config = config
+        # training-only modules of the objective (e.g. the tissue head): trained and checkpointed for
+        # resuming, never part of the saved network
+        self.auxiliary = objective.auxiliary(network) if objective is not None else None
         self._reset()
 
     def _reset(self) -> None:
@@ -48,11 +51,12 @@ class TrainingModule(L.LightningModule):
         custom = self.objective.configure_optimizer(self.network, cfg)
         if custom is not None:
             return custom
-        params = self.network.parameters()
+        extra = list(self.auxiliary.parameters()) if self.auxiliary is not None else []
+        params = list(self.network.parameters()) + extra
         gate = getattr(self.network, "gate", None)
         if gate is not None and float(cfg.gate_lr_scale) != 1.0:  # the gate on its own learning rate
             gate_ids = {id(p) for p in gate.parameters()}
-            params = [{"params": [p for p in self.network.parameters() if id(p) not in gate_ids]},
+            params = [{"params": [p for p in self.network.parameters() if id(p) not in gate_ids] + extra},
                       {"params": list(gate.parameters()), "lr": cfg.initial_lr * float(cfg.gate_lr_scale)}]
         optimizer = torch.optim.SGD(params, lr=cfg.initial_lr, momentum=cfg.momentum,
                                     nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)

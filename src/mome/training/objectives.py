@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mome.training.config import TrainConfig
@@ -52,6 +53,10 @@ class Objective(abc.ABC):
     @abc.abstractmethod
     def step(self, network: nn.Module, batch: dict, epoch: int, epochs: int) -> StepResult:
         """The loss of one batch (see :class:`StepResult`); ``epoch`` is 0-based, of ``epochs``."""
+
+    def auxiliary(self, network: nn.Module) -> nn.Module | None:
+        """Training-only modules the objective adds to ``network`` (trained with it, never saved with it)."""
+        return None
 
     def configure_optimizer(self, network: nn.Module, config: TrainConfig) -> dict | None:
         """Lightning's optimizer (+ scheduler) dict for a system with its own recipe; None = nnU-Net's SGD
@@ -97,17 +102,74 @@ def segmentation_loss(config: TrainConfig, n_levels: int) -> DeepSupervisedLoss:
     return DeepSupervisedLoss(base, n_levels if config.deep_supervision else 1)
 
 
+class TissueHead(nn.Module):
+    """A 1x1x1 convolution on a U-Net's last decoder stage that predicts the tissue classes (training only).
+
+    Written by hand because no library adds an auxiliary head to nnU-Net's ``PlainConvUNet`` without
+    changing its state dict: the features are taken with a forward hook, so the network (and every saved
+    or exported model) stays exactly as it was.
+    """
+
+    def __init__(self, network: nn.Module, n_classes: int):
+        super().__init__()
+        stage = network.decoder.stages[-1]
+        channels = [m for m in stage.modules() if isinstance(m, nn.Conv3d)][-1].out_channels
+        self.conv = nn.Conv3d(channels, n_classes, kernel_size=1)
+        self.features: torch.Tensor | None = None
+        stage.register_forward_hook(self._keep)
+
+    def _keep(self, module, inputs, output) -> None:
+        self.features = output
+
+    def forward(self) -> torch.Tensor:
+        if self.features is None:
+            raise RuntimeError("the network has not run since the tissue head was attached")
+        features, self.features = self.features, None
+        return self.conv(features)
+
+
+def tissue_loss(logits: torch.Tensor, tissue: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the voxels of known tissue (``tissue`` (B, 1, ...) classes 1..K, 0 = unknown)."""
+    target = tissue[:, 0].long() - 1
+    if not bool((target >= 0).any()):  # a batch of collection patches only: no tissue to learn from
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), target, ignore_index=-1)
+
+
 class SegmentationObjective(Objective):
-    """A network returning logits per deep-supervision level (a U-Net): deep-supervised DC + CE."""
+    """A network returning logits per deep-supervision level (a U-Net): deep-supervised DC + CE.
+
+    With ``config.tissue_weight`` > 0, plus that weight times the cross-entropy of a training-only
+    :class:`TissueHead` against the generated patches' tissue classes; the best weights are then chosen on
+    ``loss_seg`` (the lesion mask is what is deployed).
+    """
 
     def __init__(self, config: TrainConfig, n_levels: int):
+        from mome.data.domain.generator import TISSUE_CLASSES
+
         self.loss = segmentation_loss(config, n_levels)
+        self.tissue_weight = float(config.tissue_weight)
+        self.tissue_classes = len(TISSUE_CLASSES)
+        self.head: TissueHead | None = None
+        if self.tissue_weight > 0:
+            self.term_names = ("loss", "loss_seg", "loss_tissue")
+            self.monitor = "loss_seg"
+
+    def auxiliary(self, network: nn.Module) -> nn.Module | None:
+        if self.tissue_weight > 0:
+            self.head = TissueHead(network, self.tissue_classes)
+        return self.head
 
     def step(self, network: nn.Module, batch: dict, epoch: int, epochs: int) -> StepResult:
         outputs = network(batch["image"])
         loss = self.loss(outputs, batch["target"])
-        return StepResult(loss, {"loss": loss.detach()},
-                          {"tp_fp_fn": overlap_counts(outputs[0], batch["target"][0])})
+        sums = {"tp_fp_fn": overlap_counts(outputs[0], batch["target"][0])}
+        if self.head is None:
+            return StepResult(loss, {"loss": loss.detach()}, sums)
+        tissue = tissue_loss(self.head(), batch["tissue"])
+        total = loss + self.tissue_weight * tissue
+        return StepResult(total, {"loss": total.detach(), "loss_seg": loss.detach(), "loss_tissue": tissue.detach()},
+                          sums)
 
 
 class MoMEObjective(Objective):

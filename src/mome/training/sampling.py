@@ -66,7 +66,9 @@ class PatchBatches(Dataset):
 
     Batch keys: ``image`` (B, 1, X, Y, Z) float32; ``target`` list per deep-supervision level of
     (B, 1, x, y, z) int16 labels (0/1); ``modality`` (B,) int64 index into ``modalities``; and per
-    sample lists ``case_id``, ``modality_name``, ``dataset``, ``task``, ``lesion_type``.
+    sample lists ``case_id``, ``modality_name``, ``dataset``, ``task``, ``lesion_type``. With ``tissue``,
+    also ``tissue`` (B, 1, X, Y, Z) int16 tissue classes at full resolution (0 = unknown; a second label
+    channel through the same augmentation, so it stays aligned with the image).
 
     Args:
         cases: prepared training volumes.
@@ -80,6 +82,8 @@ class PatchBatches(Dataset):
         generator, generated_fraction: a :class:`~mome.data.domain.generator.DomainGenerator` and the share
             of batch positions it fills (drawn per position from the batch's seeded stream).
         rank, world_size: this process in DDP.
+        tissue: add the ``tissue`` key (for ``TrainConfig.tissue_weight``); cases without tissue classes
+            (files of the collection) give 0 = unknown everywhere.
         case_weights: optional non-negative weight per case (e.g. Multi-Talent's ``1/sqrt(dataset size)``).
             With ``sampling="case"`` a case is drawn with probability ``w_i / sum(w)``; with ``task`` or
             ``dataset`` the group is still drawn uniformly (the balance the option asks for) and the case
@@ -91,7 +95,7 @@ class PatchBatches(Dataset):
                  batch_size: int, ds_scales: Sequence[Sequence[float]] | None, *, oversample_foreground: float = 0.33,
                  augmentation: bool = True, intensity_shift: float = 0.0, sampling: str = "case", seed: int = 0,
                  rank: int = 0, world_size: int = 1, case_weights: Sequence[float] | None = None, generator=None,
-                 generated_fraction: float = 0.0):
+                 generated_fraction: float = 0.0, tissue: bool = False):
         self.cases = list(cases)
         self.modalities = list(modalities)
         self.modality_index = {m: i for i, m in enumerate(self.modalities)}
@@ -108,6 +112,7 @@ class PatchBatches(Dataset):
         self.crop_size = initial_patch_size(self.patch_size, self.augmentation)
         self.transform = training_transforms(self.patch_size, ds_scales, self.augmentation,
                                              intensity_shift=intensity_shift)
+        self.tissue = bool(tissue)
         self.generator = generator
         self.generated_fraction = float(generated_fraction) if generator is not None else 0.0
         self.groups = _groups(self.cases, sampling) if self.cases else []
@@ -126,6 +131,7 @@ class PatchBatches(Dataset):
         levels = len(samples[0][1])
         targets = [torch.stack([s[1][level] for s in samples]) for level in range(levels)]
         cases = [s[2] for s in samples]
+        extra = {"tissue": torch.stack([s[3] for s in samples])} if self.tissue else {}
         return {
             "image": images,
             "target": targets,
@@ -135,6 +141,7 @@ class PatchBatches(Dataset):
             "dataset": [c.dataset for c in cases],
             "task": [c.task for c in cases],
             "lesion_type": [c.lesion_type for c in cases],
+            **extra,
         }
 
     def draw_case(self, rng: np.random.Generator) -> int:
@@ -152,7 +159,7 @@ class PatchBatches(Dataset):
         else:
             prepared = self.cases[self.draw_case(rng)]
         force_fg = forced_foreground(position, self.batch_size, self.oversample)
-        image, seg = crop_patch(prepared, self.crop_size, force_fg, rng)
+        image, seg = crop_patch(prepared, self.crop_size, force_fg, rng, tissue=self.tissue)
         # batchgeneratorsv2 draws from the global torch and NumPy generators: seed them from this sample's
         # stream inside a fork so that the caller's random state is left untouched
         sample_seed = int(rng.integers(2**31 - 1))
@@ -161,18 +168,23 @@ class PatchBatches(Dataset):
             torch.manual_seed(sample_seed)
             np.random.seed(sample_seed)
             try:
-                out = self.transform(image=torch.from_numpy(image[None]), segmentation=torch.from_numpy(seg[None]))
+                seg = torch.from_numpy(seg if self.tissue else seg[None])
+                out = self.transform(image=torch.from_numpy(image[None]), segmentation=seg)
             finally:
                 np.random.set_state(np_state)
         target = out["segmentation"]
         if not isinstance(target, (list, tuple)):
             target = [target]
-        return out["image"].float().contiguous(), [t.to(torch.int16) for t in target], prepared.case
+        tissue = target[0][1:2].to(torch.int16) if self.tissue else None
+        target = [t[:1].to(torch.int16) for t in target]
+        return out["image"].float().contiguous(), target, prepared.case, tissue
 
 
 def crop_patch(prepared: PreparedCase, size: Sequence[int], force_foreground: bool,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+               rng: np.random.Generator, tissue: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Cut a ``size`` patch (image float32, label int16), padded with 0 / -1 where it leaves the volume.
+
+    With ``tissue`` the label is (2, *size): the lesion label, then the tissue classes (0 where unknown).
 
     The lower corner ranges as in nnU-Net's ``get_bbox``: when the volume is smaller than the patch the
     patch may extend beyond it symmetrically; with ``force_foreground`` the patch is centred on a random
@@ -195,6 +207,11 @@ def crop_patch(prepared: PreparedCase, size: Sequence[int], force_foreground: bo
     seg = np.full(tuple(size), -1, dtype=np.int16)
     image[dst] = prepared.image[src]
     seg[dst] = prepared.label[src]
+    if tissue:
+        classes = np.zeros(tuple(size), dtype=np.int16)
+        if prepared.tissue is not None:
+            classes[dst] = prepared.tissue[src]
+        seg = np.stack([seg, classes])
     return image, seg
 
 

@@ -65,6 +65,9 @@ LESION_CONTRAST = {
 }
 #: smallest distance of a labelled one-signed lesion compartment from every normal non-CSF tissue mean
 MIN_MARGIN = 0.08
+#: the tissue classes of ``PreparedCase.tissue`` (class i + 1; 0 = unknown: outside the brain mask, lesion,
+#: unlisted labels), for the auxiliary tissue loss (``TrainConfig.tissue_weight``)
+TISSUE_CLASSES = tuple(TISSUE_GROUPS)
 
 
 @dataclass
@@ -205,7 +208,14 @@ class DomainGenerator:
             kind = "none"
         case = Case(id=f"domain-{modality}-{kind}", image=Path("generated"), label=None, modality=modality,
                     dataset=f"domain_{kind}", lesion_type=kind)
-        return PreparedCase(case, image.astype(np.float32), seg, foreground_voxels(seg, case.id))
+        tissue_map = np.zeros(labels.shape, np.int8)
+        for index, group in enumerate(TISSUE_CLASSES, start=1):
+            tissue_map[np.isin(labels, TISSUE_GROUPS[group])] = index
+        altered = seg != 0  # outside the mask, the labelled lesion, and every compartment that changed tissue
+        for compartment in compartments.values():  # (a T1 glioma's oedema is not labelled but not normal either)
+            altered |= compartment
+        tissue_map[altered] = 0
+        return PreparedCase(case, image.astype(np.float32), seg, foreground_voxels(seg, case.id), tissue_map)
 
     def _intensities(self, labels: np.ndarray, modality: str, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
