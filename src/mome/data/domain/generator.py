@@ -167,6 +167,11 @@ class DomainGenerator:
         self.config = config or GeneratorConfig()
         groups = {lab: g for g, labs in TISSUE_GROUPS.items() for lab in labs}
         self._groups = groups
+        # label -> tissue class (0 for labels outside TISSUE_GROUPS): one lookup per sample
+        top = max(int(m.max()) for m in label_maps) + 1
+        self._tissue_lut = np.zeros(top, np.int8)
+        for index, group in enumerate(TISSUE_CLASSES, start=1):
+            self._tissue_lut[[lab for lab in TISSUE_GROUPS[group] if lab < top]] = index
 
     def sample(self, rng: np.random.Generator, modality: str | None = None):
         """One volume: ``PreparedCase`` (z-scored image, label -1/0/1, foreground voxels)."""
@@ -208,9 +213,7 @@ class DomainGenerator:
             kind = "none"
         case = Case(id=f"domain-{modality}-{kind}", image=Path("generated"), label=None, modality=modality,
                     dataset=f"domain_{kind}", lesion_type=kind)
-        tissue_map = np.zeros(labels.shape, np.int8)
-        for index, group in enumerate(TISSUE_CLASSES, start=1):
-            tissue_map[np.isin(labels, TISSUE_GROUPS[group])] = index
+        tissue_map = self._tissue_lut[labels]  # nearest-neighbour deformation keeps the map's own labels
         altered = seg != 0  # outside the mask, the labelled lesion, and every compartment that changed tissue
         for compartment in compartments.values():  # (a T1 glioma's oedema is not labelled but not normal either)
             altered |= compartment
