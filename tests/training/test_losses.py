@@ -55,6 +55,19 @@ def test_dice_ce_matches_hand_computation():
     batch_dice = (2 * inter.sum() + 1e-5) / (prob.sum() + truth.sum() + 1e-5)
     expected_batch = F.cross_entropy(logits, target[:, 0]) + 1 - batch_dice
     assert DiceCELoss(batch_dice=True)(logits, target).item() == pytest.approx(expected_batch.item(), rel=1e-5)
+    ce_only = DiceCELoss(dice_weight=0.0)(logits, target).item()  # `--dice-weight 0`
+    assert ce_only == pytest.approx(F.cross_entropy(logits, target[:, 0]).item(), rel=1e-5)
+
+
+def test_loss_weights_are_checked():
+    from mome.errors import ConfigError
+    from mome.training.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="cannot both be 0"):
+        TrainConfig(dice_weight=0.0, ce_weight=0.0)
+    with pytest.raises(ConfigError, match=r"must be in \[0, 100\]"):
+        TrainConfig(dice_weight=-1.0)
+    assert TrainConfig(dice_weight=0.0).dice_weight == 0.0
 
 
 def test_deep_supervised_loss_weights_levels():

@@ -154,8 +154,9 @@ def test_gate_learning_rate_scale_gives_the_gate_its_own_rate():
 
 
 def test_sampling_and_loss_options_from_the_cli_reach_the_run_config(tmp_path, collection_path):
-    """`--oversample-foreground` and `--batch-dice` are recorded in the run's training config (issue 13's
-    healthy-tissue studies change them); a share outside [0, 1] is refused in one line before training."""
+    """`--oversample-foreground`, `--batch-dice` and `--dice-weight` are recorded in the run's training config
+    (issue 13's healthy-tissue studies change them); a share outside [0, 1] is refused in one line before
+    training."""
     from typer.testing import CliRunner
 
     from mome.cli.main import app
@@ -163,10 +164,11 @@ def test_sampling_and_loss_options_from_the_cli_reach_the_run_config(tmp_path, c
     base = ["train", "experts", "-c", str(collection_path), "--preset", "tiny", "--epochs", "1", "--iterations",
             "1", "--modalities", "T1", "--no-progress"]
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, base + ["-o", str(out), "--oversample-foreground", "1.0", "--batch-dice"])
+    result = CliRunner().invoke(app, base + ["-o", str(out), "--oversample-foreground", "1.0", "--batch-dice",
+                                              "--dice-weight", "0"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "run.json").read_text())["train_config"]
-    assert config["oversample_foreground"] == 1.0 and config["batch_dice"] is True
+    assert config["oversample_foreground"] == 1.0 and config["batch_dice"] is True and config["dice_weight"] == 0.0
     bad = CliRunner().invoke(app, base + ["-o", str(tmp_path / "bad"), "--oversample-foreground", "1.5"])
     assert bad.exit_code != 0 and "oversample_foreground must be in [0, 1]" in str(bad.exception)
     assert not (tmp_path / "bad").exists()

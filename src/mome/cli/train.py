@@ -62,6 +62,8 @@ OversampleOpt = Annotated[Optional[float], typer.Option(
     "--oversample-foreground", help="share of batch positions centred on a lesion voxel (nnU-Net: 0.33)")]
 BatchDiceOpt = Annotated[Optional[bool], typer.Option(
     "--batch-dice/--sample-dice", help="one soft Dice over the whole batch, or one per sample (default)")]
+DiceWeightOpt = Annotated[Optional[float], typer.Option(
+    "--dice-weight", help="weight of the soft Dice term beside cross-entropy (nnU-Net: 1; 0 = cross-entropy only)")]
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="keep prepared volumes as .npy here")]
 AccelOpt = Annotated[str, typer.Option(
     "--accelerator", help="auto, cpu or gpu (several processes: launch with torchrun --nproc_per_node=N)")]
@@ -88,7 +90,7 @@ def experts(collection: CollectionOpt, out: OutOpt, preset: PresetOpt = None, se
             iterations: ItersOpt = None, batch_size: BatchOpt = None, patch_size: PatchOpt = None, lr: LrOpt = None,
             modalities: ModalitiesOpt = None, sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False,
             augmentation: AugmentOpt = None, intensity_shift: ShiftOpt = None,
-            oversample_foreground: OversampleOpt = None, batch_dice: BatchDiceOpt = None,
+            oversample_foreground: OversampleOpt = None, batch_dice: BatchDiceOpt = None, dice_weight: DiceWeightOpt = None,
             grad_clip: ClipOpt = None, num_workers: WorkersOpt = None,
             cache_dir: CacheOpt = None, gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto",
             threads: ThreadsOpt = None, progress: ProgressOpt = True, label_maps: LabelMapsOpt = None,
@@ -106,7 +108,7 @@ def mome(collection: CollectionOpt, out: OutOpt, experts: ExpertsOpt = None, pre
          patch_size: PatchOpt = None, lr: LrOpt = None, modalities: ModalitiesOpt = None,
          sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False, augmentation: AugmentOpt = None,
          intensity_shift: ShiftOpt = None, oversample_foreground: OversampleOpt = None,
-         batch_dice: BatchDiceOpt = None, grad_clip: ClipOpt = None, num_workers: WorkersOpt = None,
+         batch_dice: BatchDiceOpt = None, dice_weight: DiceWeightOpt = None, grad_clip: ClipOpt = None, num_workers: WorkersOpt = None,
          cache_dir: CacheOpt = None,
          gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
          progress: ProgressOpt = True, expert_weights: ExpertWeightsOpt = "final",
@@ -126,7 +128,7 @@ def system(name: Annotated[str, typer.Argument(help="a system of `mome train lis
            patch_size: PatchOpt = None, lr: LrOpt = None, modalities: ModalitiesOpt = None,
            sampling: SamplingOpt = None, balanced_sampling: BalancedOpt = False, augmentation: AugmentOpt = None,
            intensity_shift: ShiftOpt = None, oversample_foreground: OversampleOpt = None,
-         batch_dice: BatchDiceOpt = None, grad_clip: ClipOpt = None, num_workers: WorkersOpt = None,
+         batch_dice: BatchDiceOpt = None, dice_weight: DiceWeightOpt = None, grad_clip: ClipOpt = None, num_workers: WorkersOpt = None,
            cache_dir: CacheOpt = None,
            gradient_checkpointing: CkptOpt = None, accelerator: AccelOpt = "auto", threads: ThreadsOpt = None,
            progress: ProgressOpt = True, expert_weights: ExpertWeightsOpt = "final",
@@ -186,7 +188,7 @@ def _train(name: str, collection: Path, out: Path, overwrite: bool, accelerator:
         "sampling": train_options.get("sampling"), "augmentation": train_options.get("augmentation"),
         "intensity_shift": train_options.get("intensity_shift"),
         "oversample_foreground": train_options.get("oversample_foreground"),
-        "batch_dice": train_options.get("batch_dice"), "tissue_weight": train_options.get("tissue_weight"),
+        "batch_dice": train_options.get("batch_dice"), "dice_weight": train_options.get("dice_weight"), "tissue_weight": train_options.get("tissue_weight"),
         "grad_clip_scope": train_options.get("grad_clip"), "num_workers": train_options.get("num_workers"),
         "cache_dir": None if train_options.get("cache_dir") is None else str(train_options["cache_dir"]),
         "curriculum": train_options.get("curriculum"),

@@ -161,6 +161,11 @@ class TrainConfig:
             raise ConfigError(f"domain_random_contrast must be in [0, 1], got {self.domain_random_contrast}")
         if self.domain_fraction > 0 and not self.label_maps:
             raise ConfigError("domain_fraction > 0 needs label_maps (--label-maps DIR)")
+        if not (0.0 <= float(self.dice_weight) <= 100.0 and 0.0 <= float(self.ce_weight) <= 100.0):
+            raise ConfigError(f"dice_weight and ce_weight must be in [0, 100], got {self.dice_weight} and "
+                              f"{self.ce_weight}")
+        if self.dice_weight + self.ce_weight <= 0:
+            raise ConfigError("dice_weight and ce_weight cannot both be 0 (no segmentation loss)")
         if not 0.0 <= float(self.tissue_weight) <= 100.0:
             raise ConfigError(f"tissue_weight must be in [0, 100], got {self.tissue_weight}")
         if self.tissue_weight > 0 and self.gradient_checkpointing:
